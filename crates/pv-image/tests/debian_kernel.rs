@@ -1,0 +1,114 @@
+//! Loads Debian's real 6.1 amd64 kernel (a bzImage with an XZ payload).
+//!
+//! Run with the kernel's path in `RXEN_TEST_KERNEL`:
+//!
+//! ```text
+//! cd /tmp && apt-get download linux-image-6.1.0-NN-amd64   # see: apt-cache depends linux-image-amd64
+//! dpkg-deb -x linux-image-6.1.0-NN-amd64_*.deb kernel
+//! RXEN_TEST_KERNEL=/tmp/kernel/boot/vmlinuz-6.1.0-NN-amd64 \
+//!     cargo test -p pv-image --test debian_kernel -- --ignored --nocapture
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+const VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
+
+fn kernel_path() -> PathBuf {
+    match std::env::var_os("RXEN_TEST_KERNEL") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => panic!(
+            "RXEN_TEST_KERNEL is not set: set it to a Debian 6.1 amd64 vmlinuz, e.g. \
+             `cd /tmp && apt-get download $(apt-cache depends linux-image-amd64 | \
+             awk '/Depends: linux-image-6/ {{print $2}}') && dpkg-deb -x linux-image-6.1.0-*.deb \
+             kernel && export RXEN_TEST_KERNEL=$(ls /tmp/kernel/boot/vmlinuz-*)`"
+        ),
+    }
+}
+
+#[test]
+#[ignore = "needs a real Debian kernel: set RXEN_TEST_KERNEL and run with --ignored"]
+fn debian_kernel_loads() {
+    let path = kernel_path();
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read RXEN_TEST_KERNEL={}: {e}", path.display()));
+
+    let t = Instant::now();
+    let vmlinux = pv_image::extract_vmlinux(&bytes).expect("extract vmlinux");
+    println!(
+        "decompressed {} -> {} bytes in {:.3} s",
+        bytes.len(),
+        vmlinux.len(),
+        t.elapsed().as_secs_f64()
+    );
+    drop(vmlinux);
+
+    let t = Instant::now();
+    let img = pv_image::load_kernel(&path).unwrap_or_else(|e| panic!("{e}"));
+    println!("load_kernel in {:.3} s", t.elapsed().as_secs_f64());
+    println!("{:#x?}", img.notes);
+    for s in &img.segments {
+        println!(
+            "segment vaddr {:#x} filesz {:#x} memsz {:#x}",
+            s.vaddr,
+            s.data.len(),
+            s.memsz
+        );
+    }
+    println!("virt {:#x}..{:#x}", img.virt_start, img.virt_end);
+
+    let n = &img.notes;
+    assert_eq!(n.virt_base, VIRT_BASE);
+    assert_eq!(n.paddr_offset, 0);
+    assert_eq!(n.init_p2m, Some(0x80_0000_0000));
+    assert_eq!(n.hv_start_low, Some(0xffff_8000_0000_0000));
+    assert!(
+        n.features.is_required("writable_page_tables"),
+        "{:?}",
+        n.features
+    );
+    assert!(
+        n.features.mentions("pae_pgdir_above_4gb"),
+        "{:?}",
+        n.features
+    );
+    assert_eq!(n.supported_features, Some(0x8801));
+    assert_eq!(n.guest_os, "linux");
+    assert_eq!(n.xen_version, "xen-3.0");
+    assert_eq!(n.loader, "generic");
+    assert_eq!(n.pae_mode, "yes");
+    assert_eq!(n.l1_mfn_valid, Some((1, 1)));
+    assert_eq!(n.suspend_cancel, Some(1));
+    assert!(n.mod_start_pfn);
+    assert_eq!(
+        n.hypercall_page, None,
+        "6.1.y issues hypercalls with bare syscall"
+    );
+    assert!(n.phys32_entry.is_some());
+    // ENTRY is startup_xen, in the kernel's text mapping past the 16 MiB load address.
+    assert!(
+        n.entry >= VIRT_BASE + 0x100_0000 && n.entry < img.virt_end,
+        "{:#x}",
+        n.entry
+    );
+
+    // text, data, per-CPU (p_vaddr 0, loaded by p_paddr), init+bss.
+    assert_eq!(img.segments.len(), 4);
+    assert_eq!(img.segments[0].vaddr, VIRT_BASE + 0x100_0000);
+    assert_eq!(img.virt_start, VIRT_BASE + 0x100_0000);
+    for w in img.segments.windows(2) {
+        assert!(w[0].vaddr + w[0].memsz <= w[1].vaddr);
+    }
+    for s in &img.segments {
+        assert_eq!(s.vaddr % 4096, 0, "{:#x}", s.vaddr);
+        assert!(s.vaddr >= VIRT_BASE && s.vaddr < VIRT_BASE + (1 << 30));
+        assert!(s.data.len() as u64 <= s.memsz);
+    }
+    // The per-CPU segment sits between data and init, not at 0.
+    assert!(img.segments.iter().all(|s| s.vaddr != 0));
+    // ENTRY lies in a segment with file bytes.
+    assert!(img
+        .segments
+        .iter()
+        .any(|s| n.entry >= s.vaddr && n.entry < s.vaddr + s.data.len() as u64));
+}
