@@ -1,0 +1,270 @@
+//! Unix-socket front end: host tools speak the wire protocol on a socket and
+//! act as dom0 (`xenstore-read`, `xenstore-write`, `xenstore-ls`, ...).
+//!
+//! Debian's `libxenstore` (Xen 4.17) connects to `$XENSTORED_PATH` if set,
+//! else `/var/run/xenstored/socket` (`$XENSTORED_RUNDIR/socket`), falling
+//! back to `/proc/xen/xenbus`; it checks that the path is a socket, then
+//! speaks the same protocol as on a ring.
+//!
+//! Plain threads, no async: per connection, a reader thread decodes and
+//! handles requests and a writer thread sends replies and watch events. The
+//! store sits behind one mutex; a condition variable wakes writers whenever
+//! something may have been queued for them.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::conn::ConnId;
+use crate::perms::DOM0;
+use crate::server::Xenstore;
+use crate::wire::Decoder;
+
+/// Xen's default socket path.
+pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
+
+/// A [`Xenstore`] shared between transports.
+#[derive(Debug, Default)]
+pub struct SharedStore {
+    xs: Mutex<Xenstore>,
+    changed: Condvar,
+}
+
+impl SharedStore {
+    /// Shares `xs`.
+    pub fn new(xs: Xenstore) -> Arc<SharedStore> {
+        Arc::new(SharedStore {
+            xs: Mutex::new(xs),
+            changed: Condvar::new(),
+        })
+    }
+
+    /// Locks the store. Call [`SharedStore::notify`] after changing it.
+    pub fn lock(&self) -> MutexGuard<'_, Xenstore> {
+        // A panic while holding the lock leaves the store consistent enough
+        // to keep serving (every operation validates before mutating).
+        self.xs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes socket writers: output may be pending for them.
+    pub fn notify(&self) {
+        self.changed.notify_all();
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, Xenstore>) -> MutexGuard<'a, Xenstore> {
+        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running socket server; stops (and removes the socket) when dropped.
+#[derive(Debug)]
+pub struct UnixServer {
+    path: PathBuf,
+    shared: Arc<SharedStore>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    clients: Clients,
+}
+
+/// Open client sockets, so shutdown can close them.
+type Clients = Arc<Mutex<HashMap<u64, UnixStream>>>;
+
+/// Serves a new, empty store on a socket at `path`.
+pub fn serve(path: impl AsRef<Path>) -> io::Result<UnixServer> {
+    serve_shared(path, SharedStore::new(Xenstore::default()))
+}
+
+/// Serves `shared` on a socket at `path` (created mode 0600, parent
+/// directories as needed). A stale socket file is replaced; a live one is
+/// `AddrInUse`.
+pub fn serve_shared(path: impl AsRef<Path>, shared: Arc<SharedStore>) -> io::Result<UnixServer> {
+    let path = path.as_ref().to_path_buf();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        if UnixStream::connect(&path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("a xenstored already listens on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = Clients::default();
+    let accept = {
+        let (shared, stop, clients) = (shared.clone(), stop.clone(), clients.clone());
+        std::thread::Builder::new()
+            .name("xenstore-accept".into())
+            .spawn(move || accept_loop(listener, shared, stop, clients))?
+    };
+    tracing::info!(path = %path.display(), "xenstore socket listening");
+    Ok(UnixServer {
+        path,
+        shared,
+        stop,
+        accept: Some(accept),
+        clients,
+    })
+}
+
+impl UnixServer {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store being served.
+    pub fn store(&self) -> Arc<SharedStore> {
+        self.shared.clone()
+    }
+}
+
+impl Drop for UnixServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        for (_, c) in self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    shared: Arc<SharedStore>,
+    stop: Arc<AtomicBool>,
+    clients: Clients,
+) {
+    for (key, stream) in (0u64..).zip(listener.incoming()) {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "xenstore accept failed");
+                continue;
+            }
+        };
+        if let Ok(c) = stream.try_clone() {
+            clients
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, c);
+        }
+        let (shared, clients) = (shared.clone(), clients.clone());
+        let spawned = std::thread::Builder::new()
+            .name("xenstore-client".into())
+            .spawn(move || {
+                serve_client(stream, shared);
+                clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a client thread");
+        }
+    }
+}
+
+fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
+    let conn = shared.lock().connect(DOM0);
+    let writer = stream.try_clone().and_then(|w| {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("xenstore-client-out".into())
+            .spawn(move || write_loop(w, conn, shared))
+    });
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a writer thread");
+            shared.lock().disconnect(conn);
+            return;
+        }
+    };
+    read_loop(&stream, conn, &shared);
+    shared.lock().disconnect(conn);
+    shared.notify();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+}
+
+fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore) {
+    let mut decoder = Decoder::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            match decoder.next_message() {
+                Ok(Some(msg)) => {
+                    shared.lock().submit(conn, &msg);
+                    shared.notify();
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Like xenstored: the stream cannot be resynchronised.
+                    tracing::warn!(error = %e, "dropping xenstore socket client");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
+    loop {
+        let out = {
+            let mut xs = shared.lock();
+            loop {
+                if !xs.is_connected(conn) {
+                    return;
+                }
+                if xs.has_output(conn) {
+                    break xs.take_output(conn);
+                }
+                xs = shared.wait(xs);
+            }
+        };
+        let mut bytes = Vec::new();
+        for m in &out {
+            m.encode_into(&mut bytes);
+        }
+        if stream.write_all(&bytes).is_err() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
