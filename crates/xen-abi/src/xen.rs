@@ -80,14 +80,18 @@ pub const HYPERVISOR_ARCH_4: u64 = 52;
 pub const HYPERVISOR_ARCH_5: u64 = 53;
 pub const HYPERVISOR_ARCH_6: u64 = 54;
 pub const HYPERVISOR_ARCH_7: u64 = 55;
-/// Old name of [`HYPERVISOR_PLATFORM_OP`].
+/// Old name of [`HYPERVISOR_PLATFORM_OP`] (interfaces before 0x00030204).
 pub const HYPERVISOR_DOM0_OP: u64 = HYPERVISOR_PLATFORM_OP;
+/// x86: machine check hypercall (`arch-x86/xen-mca.h`), the first
+/// architecture-specific number.
+pub const HYPERVISOR_MCA: u64 = HYPERVISOR_ARCH_0;
 
 /// Size of one stub in a hypercall page: stub `n` sits at `n * 32`.
 pub const HYPERCALL_STUB_SIZE: usize = 32;
 
 /// Every hypercall number defined by `xen.h` with its header name, in
 /// numeric order (useful for tracing and for filling a hypercall page).
+/// On x86 number 48 (`arch_0`) is `mca`.
 pub const HYPERCALL_NAMES: &[(u64, &str)] = &[
     (0, "set_trap_table"),
     (1, "mmu_update"),
@@ -131,7 +135,7 @@ pub const HYPERCALL_NAMES: &[(u64, &str)] = &[
     (40, "xenpmu_op"),
     (41, "dm_op"),
     (42, "hypfs_op"),
-    (48, "arch_0"),
+    (48, "mca"),
     (49, "arch_1"),
     (50, "arch_2"),
     (51, "arch_3"),
@@ -225,10 +229,9 @@ pub const VMASST_TYPE_PAE_EXTENDED_CR3: u32 = 3;
 pub const VMASST_TYPE_ARCHITECTURAL_IOPL: u32 = 4;
 /// Runstate area updates set `XEN_RUNSTATE_UPDATE` in `state_entry_time`.
 pub const VMASST_TYPE_RUNSTATE_UPDATE_FLAG: u32 = 5;
-/// x86-64: strict M2P (only PV guest-visible MFNs are valid).
+/// x86-64: hide the M2P from user mode strictly (the L4 slot is zapped
+/// whenever a table is used as a user page table).
 pub const VMASST_TYPE_M2P_STRICT: u32 = 32;
-/// Largest pre-x86-64 assist type the header calls `MAX_VMASST_TYPE`.
-pub const MAX_VMASST_TYPE: u32 = 3;
 
 // ---------------------------------------------------------------------------
 // Reserved domain ids.
