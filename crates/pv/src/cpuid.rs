@@ -1,0 +1,187 @@
+//! The CPUID a PV guest sees, both through KVM (plain `cpuid`) and through
+//! Xen's forced-emulation prefix (handled by the VMM). Features the PV
+//! machine cannot honour are hidden, and Xen's leaves announce a Xen host.
+
+use kvm_bindings::{kvm_cpuid_entry2, CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::Kvm;
+
+const XEN_BASE: u32 = 0x4000_0000;
+
+/// Bits cleared per (leaf, register index 0=eax..3=edx).
+const HIDE: &[(u32, usize, u32)] = &[
+    // 1.ECX: DTES64, MONITOR, DS-CPL, VMX, EST, TM2, PDCM, PCID, DCA, x2APIC,
+    // TSC-deadline, XSAVE, OSXSAVE, AVX.
+    (
+        1,
+        2,
+        (1 << 2)
+            | (1 << 3)
+            | (1 << 4)
+            | (1 << 5)
+            | (1 << 7)
+            | (1 << 8)
+            | (1 << 15)
+            | (1 << 17)
+            | (1 << 18)
+            | (1 << 21)
+            | (1 << 24)
+            | (1 << 26)
+            | (1 << 27)
+            | (1 << 28),
+    ),
+    // 1.EDX: VME, DE, PGE, MTRR, MCE, MCA, APIC, ACPI, DS, TM, PBE.
+    (
+        1,
+        3,
+        (1 << 1)
+            | (1 << 2)
+            | (1 << 7)
+            | (1 << 9)
+            | (1 << 12)
+            | (1 << 13)
+            | (1 << 14)
+            | (1 << 21)
+            | (1 << 22)
+            | (1 << 29)
+            | (1 << 31),
+    ),
+    // 7.EBX: FSGSBASE, AVX2, SMEP, INVPCID, AVX512*, SMAP, and everything
+    // that needs XSAVE state; 7.ECX: UMIP, PKU, OSPKE, AVX512 extensions.
+    (
+        7,
+        1,
+        (1 << 0)
+            | (1 << 5)
+            | (1 << 7)
+            | (1 << 10)
+            | (1 << 16)
+            | (1 << 17)
+            | (1 << 20)
+            | (1 << 21)
+            | (1 << 26)
+            | (1 << 27)
+            | (1 << 28)
+            | (1 << 30)
+            | (1 << 31),
+    ),
+    (7, 2, (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14)),
+    // 0x80000001.ECX: SVM; .EDX: 1 GiB pages.
+    (0x8000_0001, 2, 1 << 2),
+    (0x8000_0001, 3, 1 << 26),
+];
+
+fn xen_leaf(function: u32) -> Option<[u32; 4]> {
+    let sig = |s: &[u8; 4]| u32::from_le_bytes(*s);
+    match function {
+        XEN_BASE => Some([XEN_BASE + 5, sig(b"XenV"), sig(b"MMXe"), sig(b"nVMM")]),
+        // Xen 4.17.
+        0x4000_0001 => Some([(4 << 16) | 17, 0, 0, 0]),
+        // One hypercall page, MSR base 0x40000000.
+        0x4000_0002 => Some([1, 0x4000_0000, 0, 0]),
+        0x4000_0003..=0x4000_0005 => Some([0; 4]),
+        _ => None,
+    }
+}
+
+fn apply_masks(e: &mut kvm_cpuid_entry2) {
+    for &(leaf, reg, bits) in HIDE {
+        if e.function == leaf && (leaf != 7 || e.index == 0) {
+            match reg {
+                0 => e.eax &= !bits,
+                1 => e.ebx &= !bits,
+                2 => e.ecx &= !bits,
+                _ => e.edx &= !bits,
+            }
+        }
+    }
+    // Leaf 0xd describes XSAVE state, which is hidden.
+    if e.function == 0xd {
+        e.eax = 0;
+        e.ebx = 0;
+        e.ecx = 0;
+        e.edx = 0;
+    }
+}
+
+/// The CPUID table installed in every vCPU (KVM answers plain `cpuid`).
+pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, kvm_ioctls::Error> {
+    let host = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)?;
+    let mut out: Vec<kvm_cpuid_entry2> = host
+        .as_slice()
+        .iter()
+        .filter(|e| !(XEN_BASE..XEN_BASE + 0x100).contains(&e.function))
+        .copied()
+        .map(|mut e| {
+            apply_masks(&mut e);
+            e
+        })
+        .collect();
+    for f in XEN_BASE..=XEN_BASE + 5 {
+        let [eax, ebx, ecx, edx] = xen_leaf(f).expect("defined above");
+        out.push(kvm_cpuid_entry2 {
+            function: f,
+            eax,
+            ebx,
+            ecx,
+            edx,
+            ..Default::default()
+        });
+    }
+    Ok(CpuId::from_entries(&out).expect("fewer entries than KVM's maximum"))
+}
+
+/// Answer a CPUID the guest asked for through the forced-emulation prefix,
+/// from the same table KVM uses.
+pub fn lookup(table: &CpuId, function: u32, index: u32) -> [u32; 4] {
+    let entries = table.as_slice();
+    let find = |f: u32, i: u32| {
+        entries
+            .iter()
+            .find(|e| e.function == f && (e.flags & 1 == 0 || e.index == i))
+    };
+    let hit = find(function, index).or_else(|| {
+        // Out-of-range basic leaves return the highest basic leaf (Intel rule).
+        let max_basic = find(0, 0).map(|e| e.eax).unwrap_or(0);
+        if function < 0x4000_0000 && function > max_basic {
+            find(max_basic, index)
+        } else {
+            None
+        }
+    });
+    match hit {
+        Some(e) => {
+            let mut r = [e.eax, e.ebx, e.ecx, e.edx];
+            if function == 1 {
+                // Initial APIC id of this vCPU is 0 (one vCPU for now).
+                r[1] &= 0x00ff_ffff;
+            }
+            r
+        }
+        None => [0; 4],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_and_xen_leaves() {
+        let mut e = kvm_cpuid_entry2 {
+            function: 1,
+            ecx: u32::MAX,
+            edx: u32::MAX,
+            ..Default::default()
+        };
+        apply_masks(&mut e);
+        assert_eq!(e.ecx & (1 << 21), 0, "x2APIC hidden");
+        assert_eq!(e.edx & (1 << 13), 0, "PGE hidden");
+        assert_ne!(e.edx & 1, 0, "FPU kept");
+        let x = xen_leaf(XEN_BASE).unwrap();
+        let mut sig = Vec::new();
+        for r in &x[1..] {
+            sig.extend_from_slice(&r.to_le_bytes());
+        }
+        assert_eq!(&sig, b"XenVMMXenVMM");
+    }
+}

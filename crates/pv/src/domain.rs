@@ -1,0 +1,170 @@
+//! State of one PV domain shared between its vCPU thread, its timer thread
+//! and its device backends.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::events::{EventBits, EventChannels, Port, Wakeup};
+use crate::layout::hv;
+use crate::machine::Machine;
+use crate::time::Clock;
+
+/// Why a domain stopped (Xen's SHUTDOWN_* reasons, plus crash for errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShutdownReason {
+    Poweroff,
+    Reboot,
+    Suspend,
+    /// The guest crashed or was stopped as misbehaving; the text says why.
+    Crash(String),
+    Watchdog,
+    SoftReset,
+}
+
+impl ShutdownReason {
+    pub fn from_xen(code: u32) -> ShutdownReason {
+        match code {
+            0 => ShutdownReason::Poweroff,
+            1 => ShutdownReason::Reboot,
+            2 => ShutdownReason::Suspend,
+            4 => ShutdownReason::Watchdog,
+            5 => ShutdownReason::SoftReset,
+            _ => ShutdownReason::Crash("the guest reported a crash".into()),
+        }
+    }
+
+    /// Short name as `xl` prints it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ShutdownReason::Poweroff => "poweroff",
+            ShutdownReason::Reboot => "reboot",
+            ShutdownReason::Suspend => "suspend",
+            ShutdownReason::Crash(_) => "crash",
+            ShutdownReason::Watchdog => "watchdog",
+            ShutdownReason::SoftReset => "soft_reset",
+        }
+    }
+}
+
+/// Device models in dom0 that the guest talks to over event channels.
+pub trait DeviceHub: Send + Sync {
+    /// The guest notified `port`, which is bound to a backend.
+    fn guest_notify(&self, dom: &DomainShared, port: u32);
+    /// Console bytes written with `HYPERVISOR_console_io`.
+    fn console_io_write(&self, bytes: &[u8]);
+}
+
+pub struct DomainShared {
+    pub machine: Machine,
+    pub events: Mutex<EventChannels>,
+    pub clock: Clock,
+    pub wakeup: Wakeup,
+    pub hub: Box<dyn DeviceHub>,
+    shutdown: Mutex<Option<ShutdownReason>>,
+    pub stopping: AtomicBool,
+    /// Single-shot timer deadline in system-time ns (0 = none).
+    pub timer_deadline: Mutex<u64>,
+    pub timer_cv: Condvar,
+    /// vcpu_info location of vCPU 0 (moves with VCPUOP_register_vcpu_info).
+    pub vcpu_info_gpa: AtomicU64,
+    /// pthread id of the vCPU thread, for kicks.
+    pub vcpu_thread: AtomicU64,
+}
+
+impl DomainShared {
+    pub fn new(machine: Machine, clock: Clock, hub: Box<dyn DeviceHub>) -> Arc<DomainShared> {
+        let vi = machine.layout.hv_gpa(hv::SHARED_INFO);
+        Arc::new(DomainShared {
+            machine,
+            events: Mutex::new(EventChannels::default()),
+            clock,
+            wakeup: Wakeup::default(),
+            hub,
+            shutdown: Mutex::new(None),
+            stopping: AtomicBool::new(false),
+            timer_deadline: Mutex::new(0),
+            timer_cv: Condvar::new(),
+            vcpu_info_gpa: AtomicU64::new(vi),
+            vcpu_thread: AtomicU64::new(0),
+        })
+    }
+
+    pub fn bits(&self) -> EventBits<'_> {
+        EventBits {
+            ram: &self.machine.ram,
+            shared_info_gpa: self.machine.layout.hv_gpa(hv::SHARED_INFO),
+        }
+    }
+
+    pub fn vcpu_info(&self) -> u64 {
+        self.vcpu_info_gpa.load(Ordering::SeqCst)
+    }
+
+    /// Raise `port` in the guest (from a backend or a timer) and kick the vCPU.
+    pub fn raise(&self, port: u32) {
+        if self.bits().set_pending(port, self.vcpu_info()) {
+            self.kick();
+        }
+    }
+
+    pub fn raise_virq(&self, virq: u32) {
+        let port = self.events.lock().unwrap().virq_port(virq);
+        if let Some(p) = port {
+            self.raise(p);
+        }
+    }
+
+    /// Wake the vCPU: out of a blocked wait, or out of KVM_RUN.
+    pub fn kick(&self) {
+        self.wakeup.notify();
+        let t = self.vcpu_thread.load(Ordering::SeqCst);
+        if t != 0 {
+            crate::vcpu::kick_thread(t as libc::pthread_t);
+        }
+    }
+
+    /// Record the first shutdown reason; later ones are ignored.
+    pub fn request_shutdown(&self, reason: ShutdownReason) {
+        let mut s = self.shutdown.lock().unwrap();
+        if s.is_none() {
+            *s = Some(reason);
+        }
+        self.stopping.store(true, Ordering::SeqCst);
+        drop(s);
+        self.timer_cv.notify_all();
+        self.kick();
+    }
+
+    pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
+        self.shutdown.lock().unwrap().clone()
+    }
+
+    pub fn port_is_backend(&self, port: u32) -> bool {
+        self.events.lock().unwrap().get(port) == Some(Port::Backend)
+    }
+
+    /// The timer thread: fires VIRQ_TIMER when the single-shot deadline passes.
+    pub fn run_timer(self: &Arc<Self>) {
+        let mut dl = self.timer_deadline.lock().unwrap();
+        while !self.stopping.load(Ordering::SeqCst) {
+            if *dl == 0 {
+                dl = self.timer_cv.wait(dl).unwrap();
+                continue;
+            }
+            let wait = self.clock.until(*dl);
+            if wait.is_zero() {
+                *dl = 0;
+                drop(dl);
+                self.raise_virq(xen_abi::VIRQ_TIMER);
+                dl = self.timer_deadline.lock().unwrap();
+                continue;
+            }
+            dl = self.timer_cv.wait_timeout(dl, wait).unwrap().0;
+        }
+    }
+
+    pub fn set_timer(&self, deadline_ns: u64) {
+        *self.timer_deadline.lock().unwrap() = deadline_ns;
+        self.timer_cv.notify_all();
+    }
+}

@@ -1,0 +1,168 @@
+//! `event_channel_op` and `grant_table_op` hypercalls.
+
+use xen_abi::*;
+
+use crate::events::Port;
+use crate::vcpu::Vcpu;
+
+const EFAULT: i64 = -XEN_EFAULT;
+const EINVAL: i64 = -XEN_EINVAL;
+
+impl Vcpu {
+    pub fn event_channel_op(&mut self, cmd: u32, arg: u64) -> Result<i64, i64> {
+        let rd = |me: &Self, off: u64| me.read_guest_obj::<u32>(arg + off).map_err(|_| EFAULT);
+        let wr = |me: &Self, off: u64, v: u32| me.write_guest_obj(arg + off, &v).map_err(|_| EFAULT);
+        match cmd {
+            EVTCHNOP_BIND_VIRQ => {
+                // { u32 virq; u32 vcpu; u32 port (out) }
+                let virq = rd(self, 0)?;
+                let vcpu = rd(self, 4)?;
+                if virq >= NR_VIRQS || vcpu != self.id {
+                    return Err(EINVAL);
+                }
+                let mut ev = self.dom.events.lock().unwrap();
+                if ev.virq_port(virq).is_some() {
+                    return Err(-XEN_EEXIST);
+                }
+                let port = ev.alloc(Port::Virq { virq, vcpu }).ok_or(-XEN_ENOSPC)?;
+                drop(ev);
+                wr(self, 8, port)?;
+                Ok(0)
+            }
+            EVTCHNOP_BIND_IPI => {
+                // { u32 vcpu; u32 port (out) }
+                let vcpu = rd(self, 0)?;
+                if vcpu != self.id {
+                    return Err(-XEN_ENOENT);
+                }
+                let port = self
+                    .dom
+                    .events
+                    .lock()
+                    .unwrap()
+                    .alloc(Port::Ipi { vcpu })
+                    .ok_or(-XEN_ENOSPC)?;
+                wr(self, 4, port)?;
+                Ok(0)
+            }
+            EVTCHNOP_ALLOC_UNBOUND => {
+                // { u16 dom; u16 remote_dom; u32 port (out) }
+                let remote = self.read_guest_obj::<u16>(arg + 2).map_err(|_| EFAULT)?;
+                let port = self
+                    .dom
+                    .events
+                    .lock()
+                    .unwrap()
+                    .alloc(Port::Unbound { remote })
+                    .ok_or(-XEN_ENOSPC)?;
+                wr(self, 4, port)?;
+                Ok(0)
+            }
+            EVTCHNOP_SEND => {
+                let port = rd(self, 0)?;
+                let what = self.dom.events.lock().unwrap().get(port);
+                match what {
+                    Some(Port::Backend) => {
+                        self.dom.hub.guest_notify(&self.dom, port);
+                        Ok(0)
+                    }
+                    Some(Port::Ipi { .. }) => {
+                        self.dom.raise(port);
+                        Ok(0)
+                    }
+                    Some(Port::Unbound { .. }) | Some(Port::Virq { .. }) => Ok(0),
+                    _ => Err(EINVAL),
+                }
+            }
+            EVTCHNOP_CLOSE => {
+                let port = rd(self, 0)?;
+                if self.dom.events.lock().unwrap().close(port) {
+                    self.dom.bits().clear_pending(port);
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            EVTCHNOP_UNMASK => {
+                let port = rd(self, 0)?;
+                if port >= crate::events::MAX_PORTS {
+                    return Err(EINVAL);
+                }
+                self.dom.bits().unmask(port, self.dom.vcpu_info());
+                Ok(0)
+            }
+            EVTCHNOP_BIND_VCPU => {
+                let vcpu = rd(self, 4)?;
+                if vcpu == self.id {
+                    Ok(0)
+                } else {
+                    Err(-XEN_ENOENT)
+                }
+            }
+            EVTCHNOP_STATUS => {
+                // { u16 dom; u32 port; u32 status (out); u32 vcpu (out); union }
+                let port = rd(self, 4)?;
+                let st = match self.dom.events.lock().unwrap().get(port) {
+                    None | Some(Port::Free) => EVTCHNSTAT_CLOSED,
+                    Some(Port::Unbound { .. }) => EVTCHNSTAT_UNBOUND,
+                    Some(Port::Backend) => EVTCHNSTAT_INTERDOMAIN,
+                    Some(Port::Virq { .. }) => EVTCHNSTAT_VIRQ,
+                    Some(Port::Ipi { .. }) => EVTCHNSTAT_IPI,
+                };
+                wr(self, 8, st)?;
+                wr(self, 12, 0)?;
+                Ok(0)
+            }
+            // FIFO event channels are not offered: Linux falls back to 2-level.
+            EVTCHNOP_INIT_CONTROL | EVTCHNOP_EXPAND_ARRAY | EVTCHNOP_SET_PRIORITY => {
+                Err(-XEN_ENOSYS)
+            }
+            _ => Err(-XEN_ENOSYS),
+        }
+    }
+
+    pub fn grant_table_op(&mut self, cmd: u32, arg: u64, count: u64) -> Result<i64, i64> {
+        let l = self.dom.machine.layout;
+        match cmd {
+            GNTTABOP_QUERY_SIZE => {
+                // { u16 dom; u32 nr_frames (out); u32 max_nr_frames (out); i16 status (out) }
+                self.write_guest_obj(arg + 4, &1u32).map_err(|_| EFAULT)?;
+                self.write_guest_obj(arg + 8, &(l.grant_frames as u32))
+                    .map_err(|_| EFAULT)?;
+                self.write_guest_obj(arg + 12, &0i16).map_err(|_| EFAULT)?;
+                Ok(0)
+            }
+            GNTTABOP_SETUP_TABLE => {
+                if count != 1 {
+                    return Err(EINVAL);
+                }
+                // { u16 dom; u32 nr_frames; i16 status (out); u64 frame_list handle }
+                let nr = self.read_guest_obj::<u32>(arg + 4).map_err(|_| EFAULT)? as u64;
+                let list = self.read_guest_obj::<u64>(arg + 16).map_err(|_| EFAULT)?;
+                let status: i16 = if nr > l.grant_frames { -1 } else { 0 };
+                if status == 0 {
+                    for i in 0..nr {
+                        let mfn = l.hv_pfn(l.grant_frames_start + i);
+                        self.write_guest_obj(list + i * 8, &mfn).map_err(|_| EFAULT)?;
+                    }
+                }
+                self.write_guest_obj(arg + 8, &status).map_err(|_| EFAULT)?;
+                Ok(0)
+            }
+            GNTTABOP_SET_VERSION => {
+                let v = self.read_guest_obj::<u32>(arg).map_err(|_| EFAULT)?;
+                if v == 1 || v == 0 {
+                    self.write_guest_obj(arg, &1u32).map_err(|_| EFAULT)?;
+                    Ok(0)
+                } else {
+                    Err(EINVAL)
+                }
+            }
+            GNTTABOP_GET_VERSION => {
+                self.write_guest_obj(arg + 4, &1u32).map_err(|_| EFAULT)?;
+                Ok(0)
+            }
+            _ => Err(-XEN_ENOSYS),
+        }
+    }
+}

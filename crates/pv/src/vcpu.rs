@@ -1,0 +1,418 @@
+//! The vCPU thread: runs KVM, turns every exit from the shim into a Xen
+//! event (hypercall, user syscall, exception, interrupt), and resumes the
+//! guest through one of the shim's resume paths.
+//!
+//! ```text
+//!   guest CPL3 ──trap/syscall──▶ shim stub `out $v` ──exit──▶ on_trap()
+//!        ▲                                                      │
+//!        └──── iretq ◀── shim resume path (ptw, swapgs, cr3) ◀──┘ resume()
+//! ```
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use xen_abi::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
+
+use crate::domain::{DomainShared, ShutdownReason};
+use crate::machine::{msr, MSR_KERNEL_GS_BASE};
+use crate::shim;
+
+/// Vector used to pull a vCPU running at CPL3 into the shim for event delivery.
+pub const KICK_VECTOR: u8 = 0x20;
+
+pub const RFLAGS_IF: u64 = 1 << 9;
+pub const RFLAGS_TF: u64 = 1 << 8;
+pub const RFLAGS_IOPL: u64 = 3 << 12;
+pub const RFLAGS_NT: u64 = 1 << 14;
+pub const RFLAGS_RF: u64 = 1 << 16;
+pub const RFLAGS_VM: u64 = 1 << 17;
+pub const RFLAGS_AC: u64 = 1 << 18;
+
+/// The guest's register state at a trap, and what it resumes into.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestState {
+    pub regs: kvm_regs,
+    pub cs: u64,
+    pub ss: u64,
+}
+
+/// Outcome of handling one exit.
+pub type Handled = Result<(), Stop>;
+
+/// Why the vCPU loop stops: the domain shuts down or crashed.
+#[derive(Debug)]
+pub struct Stop(pub ShutdownReason);
+
+pub fn crash<T>(why: impl Into<String>) -> Result<T, Stop> {
+    Err(Stop(ShutdownReason::Crash(why.into())))
+}
+
+/// Xen-side state of one vCPU.
+pub struct Vcpu {
+    pub fd: VcpuFd,
+    pub dom: Arc<DomainShared>,
+    pub id: u32,
+    pub kernel_mode: bool,
+    pub kernel_cr3: u64,
+    pub user_cr3: u64,
+    pub kernel_sp: u64,
+    pub traps: Vec<TrapInfo>,
+    pub event_callback: u64,
+    pub failsafe_callback: u64,
+    pub syscall_callback: u64,
+    pub syscall_masks_events: bool,
+    pub fs_base: u64,
+    pub gs_kernel: u64,
+    pub gs_user: u64,
+    /// Page-table writes for the shim to apply on the next resume.
+    pub ptw: Vec<(u64, u64)>,
+    /// Reload CR3 on the next resume (TLB flush).
+    pub flush: bool,
+    pub sregs_dirty: bool,
+    pub sregs: kvm_sregs,
+    pub gs_user_dirty: bool,
+    pub runstate_va: u64,
+    pub iopl: u32,
+    pub vm_assist: u64,
+    pub cpuid: kvm_bindings::CpuId,
+    /// Hypervisor-visible counters for diagnostics and benchmarks.
+    pub stats: Stats,
+    /// Guest frames holding the GDT loaded with set_gdt.
+    pub gdt_frames: Vec<u64>,
+    /// Frames known to be page tables.
+    pub pt: crate::mmu::PageTables,
+    /// Recent exits, for diagnosing a crash.
+    pub trace: std::collections::VecDeque<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub exits: u64,
+    pub hypercalls: u64,
+    pub syscalls: u64,
+    pub page_faults: u64,
+    pub ptw_writes: u64,
+}
+
+thread_local! {
+    static KVM_RUN: std::cell::Cell<*mut kvm_bindings::kvm_run> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// Signal used to kick a vCPU thread out of KVM_RUN.
+pub fn kick_signal() -> i32 {
+    libc::SIGRTMIN() + 1
+}
+
+extern "C" fn on_kick(_: libc::c_int) {
+    KVM_RUN.with(|r| {
+        let p = r.get();
+        if !p.is_null() {
+            // SAFETY: `p` points at this thread's mmap'ed kvm_run, set by
+            // `Vcpu::run` before the first KVM_RUN and valid for the thread's
+            // life; writing immediate_exit from a signal handler is the
+            // documented way to make the next KVM_RUN return at once.
+            unsafe { (*p).immediate_exit = 1 };
+        }
+    });
+}
+
+pub fn install_kick_handler() {
+    // SAFETY: installs a handler that only stores one byte; sigaction with a
+    // zeroed struct and a valid function pointer is sound.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_kick as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
+    }
+}
+
+pub fn kick_thread(t: libc::pthread_t) {
+    // SAFETY: `t` is the id of the live vCPU thread (cleared before it exits).
+    unsafe {
+        libc::pthread_kill(t, kick_signal());
+    }
+}
+
+impl Vcpu {
+    pub fn new(
+        fd: VcpuFd,
+        dom: Arc<DomainShared>,
+        cpuid: kvm_bindings::CpuId,
+        kernel_cr3: u64,
+    ) -> Vcpu {
+        Vcpu {
+            fd,
+            dom,
+            id: 0,
+            kernel_mode: true,
+            kernel_cr3,
+            user_cr3: 0,
+            kernel_sp: 0,
+            traps: vec![TrapInfo::default(); 256],
+            event_callback: 0,
+            failsafe_callback: 0,
+            syscall_callback: 0,
+            syscall_masks_events: false,
+            fs_base: 0,
+            gs_kernel: 0,
+            gs_user: 0,
+            ptw: Vec::new(),
+            flush: false,
+            sregs_dirty: false,
+            sregs: kvm_sregs::default(),
+            gs_user_dirty: false,
+            runstate_va: 0,
+            iopl: 0,
+            vm_assist: 0,
+            cpuid,
+            stats: Stats::default(),
+            gdt_frames: Vec::new(),
+            pt: Default::default(),
+            trace: Default::default(),
+        }
+    }
+
+    pub fn ram(&self) -> &crate::mem::GuestRam {
+        &self.dom.machine.ram
+    }
+
+    /// Current page-table root for guest-virtual accesses.
+    pub fn cr3(&self) -> u64 {
+        if self.kernel_mode {
+            self.kernel_cr3
+        } else {
+            self.user_cr3
+        }
+    }
+
+    fn note(&mut self, s: String) {
+        if self.trace.len() >= 32 {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(s);
+    }
+
+    /// Start the guest at `entry` with `rsp`, `rsi` (start_info) in kernel mode.
+    pub fn boot(&mut self, entry: u64, rsp: u64, rsi: u64) -> Result<(), kvm_ioctls::Error> {
+        self.fd.set_sync_valid_reg(SyncReg::Register);
+        self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        let regs = kvm_regs {
+            rsi,
+            rflags: 2,
+            ..Default::default()
+        };
+        let g = GuestState {
+            regs: kvm_regs {
+                rip: entry,
+                rsp,
+                rflags: 2 | RFLAGS_IF,
+                ..regs
+            },
+            cs: FLAT_KERNEL_CS as u64,
+            ss: FLAT_KERNEL_SS as u64,
+        };
+        self.sregs = self.fd.get_sregs()?;
+        self.flush = true;
+        self.resume(g, true);
+        Ok(())
+    }
+
+    /// Run until the domain stops; returns why.
+    pub fn run(&mut self) -> ShutdownReason {
+        install_kick_handler();
+        let run_ptr = self.fd.get_kvm_run() as *mut kvm_bindings::kvm_run;
+        KVM_RUN.with(|r| r.set(run_ptr));
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        self.dom.vcpu_thread.store(me as u64, Ordering::SeqCst);
+        let reason = loop {
+            if let Some(r) = self.dom.shutdown_reason() {
+                break r;
+            }
+            match self.step() {
+                Ok(()) => {}
+                Err(Stop(r)) => {
+                    self.dom.request_shutdown(r.clone());
+                    break self.dom.shutdown_reason().unwrap_or(r);
+                }
+            }
+        };
+        self.dom.vcpu_thread.store(0, Ordering::SeqCst);
+        KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
+        if let ShutdownReason::Crash(why) = &reason {
+            tracing::warn!(why, "domain crashed; recent exits: {:?}", self.trace);
+        }
+        reason
+    }
+
+    fn step(&mut self) -> Handled {
+        if self.gs_user_dirty {
+            let msrs = kvm_bindings::Msrs::from_entries(&[msr(MSR_KERNEL_GS_BASE, self.hw_inactive_gs())])
+                .expect("one entry");
+            if self.fd.set_msrs(&msrs).is_err() {
+                return crash("KVM refused to set KERNEL_GS_BASE");
+            }
+            self.gs_user_dirty = false;
+        }
+        if self.sregs_dirty {
+            self.fd.sync_regs_mut().sregs = self.sregs;
+            self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+            self.sregs_dirty = false;
+        }
+        let exit = self.fd.run();
+        self.stats.exits += 1;
+        match exit {
+            Ok(VcpuExit::IoOut(port, _)) => {
+                let port = port;
+                self.on_trap(port)
+            }
+            Ok(VcpuExit::IrqWindowOpen) => {
+                self.fd.get_kvm_run().request_interrupt_window = 0;
+                self.inject_kick();
+                Ok(())
+            }
+            Ok(VcpuExit::Shutdown) => crash("triple fault (the shim could not deliver an exception)"),
+            Ok(VcpuExit::InternalError) => {
+                let regs = self.fd.get_regs().ok();
+                crash(format!(
+                    "KVM internal error (emulation failure?) at rip {:#x}",
+                    regs.map_or(0, |r| r.rip)
+                ))
+            }
+            Ok(VcpuExit::MmioRead(addr, _)) | Ok(VcpuExit::MmioWrite(addr, _)) => {
+                let addr = addr;
+                crash(format!("guest accessed unbacked guest-physical address {addr:#x}"))
+            }
+            Ok(VcpuExit::Hlt) => crash("vCPU halted in the shim"),
+            Ok(VcpuExit::IoIn(port, _)) => {
+                let port = port;
+                crash(format!("unexpected port read {port:#x}"))
+            }
+            Ok(other) => {
+                let s = format!("{other:?}");
+                crash(format!("unexpected KVM exit {s}"))
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                self.fd.set_kvm_immediate_exit(0);
+                self.on_kicked();
+                Ok(())
+            }
+            Err(e) => crash(format!("KVM_RUN failed: {e}")),
+        }
+    }
+
+    /// The vCPU was kicked: if an event is deliverable, get into the shim.
+    fn on_kicked(&mut self) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            if let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) {
+                let mut st = [0u64; 12];
+                for (i, w) in st.iter_mut().enumerate() {
+                    *w = self.read_guest_obj(r.rsp + i as u64 * 8).unwrap_or(0);
+                }
+                self.record(|| format!("kicked at rip {:#x} rsp {:#x} cs {:#x} rax {:#x} rdi {:#x} stack {st:x?}", r.rip, r.rsp, s.cs.selector, r.rax, r.rdi));
+            }
+        }
+        let bits = self.dom.bits();
+        let vi = self.dom.vcpu_info();
+        if bits.upcall_pending(vi) && bits.upcall_mask(vi) == 0 {
+            self.inject_kick();
+        }
+    }
+
+    fn inject_kick(&mut self) {
+        let run = self.fd.get_kvm_run();
+        if run.ready_for_interrupt_injection != 0 && run.if_flag != 0 {
+            let irq = kvm_bindings::kvm_interrupt {
+                irq: KICK_VECTOR as u32,
+            };
+            // SAFETY: KVM_INTERRUPT takes a pointer to a kvm_interrupt that
+            // lives across the call; the fd is this vCPU's.
+            let rc = unsafe {
+                vmm_sys_util::ioctl::ioctl_with_ref(&self.fd, kvm_interrupt_ioctl(), &irq)
+            };
+            if rc < 0 {
+                tracing::debug!("KVM_INTERRUPT failed: {}", std::io::Error::last_os_error());
+            }
+        } else {
+            run.request_interrupt_window = 1;
+        }
+    }
+
+    /// GS base held in KERNEL_GS_BASE while the guest runs in the current mode.
+    fn hw_inactive_gs(&self) -> u64 {
+        if self.kernel_mode {
+            self.gs_user
+        } else {
+            self.gs_kernel
+        }
+    }
+
+    /// Write `g`'s iret frame on the CPL0 stack and enter the right resume path.
+    /// `was_kernel` is the mode the hardware GS registers are in now.
+    pub fn resume(&mut self, mut g: GuestState, was_kernel: bool) {
+        let m = &self.dom.machine;
+        let top = m.stack_top();
+        let frame = top - 40;
+        let data = |off: u64| m.shim_data_gpa(off);
+        let stack_gpa = m.layout.hv_gpa(crate::layout::hv::STACK + crate::layout::hv::STACK_PAGES) - 40;
+        let words = [g.regs.rip, g.cs, g.regs.rflags, g.regs.rsp, g.ss];
+        for (i, w) in words.iter().enumerate() {
+            let _ = m.ram.write_u64(stack_gpa + i as u64 * 8, *w);
+        }
+        let swap = was_kernel != self.kernel_mode;
+        let target_cr3 = self.cr3();
+        let cr3_needed = swap || self.flush || target_cr3 != self.sregs.cr3 || !self.ptw.is_empty();
+        let off = &m.shim;
+        let entry = if !self.ptw.is_empty() {
+            let list = data(shim::data::PTW_LIST);
+            let n = self.ptw.len().min(shim::data::PTW_CAPACITY);
+            let mut buf = Vec::with_capacity((n + 1) * 16);
+            for (va, val) in self.ptw.drain(..n) {
+                buf.extend_from_slice(&va.to_le_bytes());
+                buf.extend_from_slice(&val.to_le_bytes());
+            }
+            buf.extend_from_slice(&[0u8; 16]);
+            let _ = m.ram.write(list, &buf);
+            self.stats.ptw_writes += n as u64;
+            let _ = m.ram.write_u64(data(shim::data::SAVED_RCX), g.regs.rcx);
+            let _ = m.ram.write_u64(data(shim::data::SAVED_RDX), g.regs.rdx);
+            let _ = m.ram.write_u64(data(shim::data::SWAPGS), swap as u64);
+            off.resume_ptw
+        } else if cr3_needed {
+            if swap {
+                off.resume_swapgs_cr3
+            } else {
+                off.resume_cr3
+            }
+        } else {
+            off.resume_iret
+        };
+        if cr3_needed {
+            let _ = m.ram.write_u64(data(shim::data::NEXT_CR3), target_cr3);
+            let _ = m.ram.write_u64(data(shim::data::SAVED_RAX), g.regs.rax);
+            self.sregs.cr3 = target_cr3;
+            self.flush = false;
+        }
+        g.regs.rip = m.shim_va(entry);
+        g.regs.rsp = frame;
+        g.regs.rflags = 2;
+        self.fd.sync_regs_mut().regs = g.regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    pub fn record(&mut self, what: impl FnOnce() -> String) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let s = what();
+            tracing::trace!("{s}");
+            self.note(s);
+        }
+    }
+}
+
+fn kvm_interrupt_ioctl() -> libc::c_ulong {
+    // _IOW(KVMIO=0xAE, 0x86, struct kvm_interrupt (4 bytes))
+    (1 << 30) | (4 << 16) | (0xae << 8) | 0x86
+}
