@@ -29,12 +29,15 @@ const HIDE: &[(u32, usize, u32)] = &[
             | (1 << 27)
             | (1 << 28),
     ),
-    // 1.EDX: VME, DE, PGE, MTRR, MCE, MCA, APIC, ACPI, DS, TM, PBE.
+    // 1.EDX: VME, DE, PSE, PGE, MTRR, MCE, MCA, APIC, PSE36, ACPI, DS, TM, PBE.
+    // (Xen PV guests have no large pages.)
     (
         1,
         3,
         (1 << 1)
             | (1 << 2)
+            | (1 << 3)
+            | (1 << 17)
             | (1 << 7)
             | (1 << 9)
             | (1 << 12)

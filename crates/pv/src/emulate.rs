@@ -340,8 +340,18 @@ impl Vcpu {
                 true
             }
             Mnemonic::In if self.iopl > 0 => {
+                // No devices behind ports: reads float high, except the PIT
+                // and its gate (0x40-0x43, 0x61), which read 0 so that the
+                // kernel's PIT-based TSC calibration gives up at once
+                // instead of polling for ticks that never come.
                 let size = ins.op0_register().size();
-                set_reg(r, ins.op0_register(), u64::MAX & mask(size)).is_some()
+                let port = if ins.op1_kind() == OpKind::Register {
+                    r.rdx & 0xffff
+                } else {
+                    ins.immediate8() as u64
+                };
+                let v = if matches!(port, 0x40..=0x43 | 0x61) { 0 } else { u64::MAX };
+                set_reg(r, ins.op0_register(), v & mask(size)).is_some()
             }
             Mnemonic::Out if self.iopl > 0 => true,
             _ => false,
