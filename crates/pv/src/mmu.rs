@@ -81,8 +81,14 @@ impl Vcpu {
             return Err(GuestFault { va: pte_gpa });
         }
         self.ptw.push((Machine::direct_va(pte_gpa), val));
-        self.flush = true;
         Ok(())
+    }
+
+    /// Queue an `invlpg` of guest-virtual `va` for the next resume.
+    pub fn invlpg(&mut self, va: u64) {
+        if paging::is_canonical(va) {
+            self.ptw.push(((va & !0xfff) | 1, 0));
+        }
     }
 
     /// Check a new entry and apply Xen's adjustments (force `_PAGE_USER`).
@@ -144,7 +150,7 @@ impl Vcpu {
         Some(table + paging::index(va, 1) as u64 * 8)
     }
 
-    pub fn update_va_mapping(&mut self, va: u64, val: u64, _flags: u64) -> i64 {
+    pub fn update_va_mapping(&mut self, va: u64, val: u64, flags: u64) -> i64 {
         let Some(pte) = self.l1_entry_for(va) else {
             return -XEN_EINVAL;
         };
@@ -152,10 +158,15 @@ impl Vcpu {
             Ok(v) => v,
             Err(e) => return e,
         };
-        match self.write_pte(pte, val) {
-            Ok(()) => 0,
-            Err(_) => -XEN_EFAULT,
+        if self.write_pte(pte, val).is_err() {
+            return -XEN_EFAULT;
         }
+        match flags & xen_abi::UVMF_FLUSHTYPE_MASK {
+            xen_abi::UVMF_INVLPG => self.invlpg(va),
+            xen_abi::UVMF_TLB_FLUSH => self.flush = true,
+            _ => {}
+        }
+        0
     }
 
     /// Make sure rxen's L4 slots are present in top-level table `l4_pfn`.
@@ -178,6 +189,8 @@ impl Vcpu {
         if level == 4 {
             self.install_hv_slots(pfn).map_err(|_| -XEN_EFAULT)?;
         }
+        // Entries fixed below may already be cached by the host's shadow MMU.
+        self.flush = true;
         let mut stack = vec![(pfn, level)];
         let mut seen = HashSet::new();
         while let Some((f, lvl)) = stack.pop() {
@@ -245,13 +258,12 @@ impl Vcpu {
                 self.user_cr3 = op.arg1 << 12;
                 Ok(())
             }
-            MMUEXT_TLB_FLUSH_LOCAL
-            | MMUEXT_TLB_FLUSH_MULTI
-            | MMUEXT_TLB_FLUSH_ALL
-            | MMUEXT_INVLPG_LOCAL
-            | MMUEXT_INVLPG_MULTI
-            | MMUEXT_INVLPG_ALL => {
+            MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_MULTI | MMUEXT_TLB_FLUSH_ALL => {
                 self.flush = true;
+                Ok(())
+            }
+            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL => {
+                self.invlpg(op.arg1);
                 Ok(())
             }
             MMUEXT_FLUSH_CACHE | MMUEXT_FLUSH_CACHE_GLOBAL => Ok(()),
@@ -322,6 +334,9 @@ impl Vcpu {
                 }
             }
             self.pt.frames.insert(l1 >> 12);
+        }
+        if fixed {
+            self.invlpg(va);
         }
         fixed
     }

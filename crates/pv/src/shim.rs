@@ -41,7 +41,10 @@ pub mod data {
     pub const SAVED_RDX: u64 = 0x18;
     /// Non-zero: the page-table write path ends with `swapgs`.
     pub const SWAPGS: u64 = 0x20;
-    /// Page-table write list: (virtual address, value) pairs, ended by address 0.
+    /// Non-zero: the page-table write path ends with a CR3 load.
+    pub const LOAD_CR3: u64 = 0x28;
+    /// Page-table write list: (virtual address, value) pairs, ended by
+    /// address 0. An address with bit 0 set means `invlpg (address - 1)`.
     pub const PTW_LIST: u64 = 0x100;
     /// Capacity of the list (the terminator takes one slot).
     pub const PTW_CAPACITY: usize = ((4 * 4096 - 0x100) / 16) - 1;
@@ -85,16 +88,27 @@ rxen_shim_resume_ptw:
     mov (%rcx), %rax
     test %rax, %rax
     jz 2f
+    test $1, %al
+    jnz 3f
     mov 8(%rcx), %rdx
     mov %rdx, (%rax)
+    add $16, %rcx
+    jmp 1b
+3:
+    invlpg -1(%rax)
     add $16, %rcx
     jmp 1b
 2:
     mov rxen_shim_data + 0x10(%rip), %rcx
     mov rxen_shim_data + 0x18(%rip), %rdx
+    testb $1, rxen_shim_data + 0x28(%rip)
+    jz 4f
     testb $1, rxen_shim_data + 0x20(%rip)
     jz rxen_shim_resume_cr3
     jmp rxen_shim_resume_swapgs_cr3
+4:
+    mov rxen_shim_data + 0x08(%rip), %rax
+    iretq
 
     .globl rxen_shim_code_end
 rxen_shim_code_end:

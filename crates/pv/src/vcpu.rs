@@ -79,6 +79,7 @@ pub struct Vcpu {
     pub cpuid: kvm_bindings::CpuId,
     /// Hypervisor-visible counters for diagnostics and benchmarks.
     pub stats: Stats,
+    last_ptw: usize,
     /// Guest frames holding the GDT loaded with set_gdt.
     pub gdt_frames: Vec<u64>,
     /// Frames known to be page tables.
@@ -94,6 +95,11 @@ pub struct Stats {
     pub syscalls: u64,
     pub page_faults: u64,
     pub ptw_writes: u64,
+    /// Time spent inside KVM_RUN (guest code, the shim, host emulation).
+    pub run_ns: u64,
+    /// KVM_RUNs that started by applying page-table writes, and their time.
+    pub ptw_runs: u64,
+    pub ptw_run_ns: u64,
 }
 
 thread_local! {
@@ -169,6 +175,7 @@ impl Vcpu {
             vm_assist: 0,
             cpuid,
             stats: Stats::default(),
+            last_ptw: 0,
             gdt_frames: Vec::new(),
             pt: Default::default(),
             trace: Default::default(),
@@ -262,7 +269,16 @@ impl Vcpu {
             self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
             self.sregs_dirty = false;
         }
+        let t0 = std::time::Instant::now();
+        let had_ptw = self.last_ptw;
         let exit = self.fd.run();
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.stats.run_ns += ns;
+        if had_ptw > 0 {
+            self.stats.ptw_runs += 1;
+            self.stats.ptw_run_ns += ns;
+        }
+        self.last_ptw = 0;
         self.stats.exits += 1;
         match exit {
             Ok(VcpuExit::IoOut(port, _)) => {
@@ -364,7 +380,7 @@ impl Vcpu {
         }
         let swap = was_kernel != self.kernel_mode;
         let target_cr3 = self.cr3();
-        let cr3_needed = swap || self.flush || target_cr3 != self.sregs.cr3 || !self.ptw.is_empty();
+        let cr3_needed = swap || self.flush || target_cr3 != self.sregs.cr3;
         let off = &m.shim;
         let entry = if !self.ptw.is_empty() {
             let list = data(shim::data::PTW_LIST);
@@ -377,9 +393,12 @@ impl Vcpu {
             buf.extend_from_slice(&[0u8; 16]);
             let _ = m.ram.write(list, &buf);
             self.stats.ptw_writes += n as u64;
+            self.last_ptw = n;
             let _ = m.ram.write_u64(data(shim::data::SAVED_RCX), g.regs.rcx);
             let _ = m.ram.write_u64(data(shim::data::SAVED_RDX), g.regs.rdx);
             let _ = m.ram.write_u64(data(shim::data::SWAPGS), swap as u64);
+            let _ = m.ram.write_u64(data(shim::data::LOAD_CR3), cr3_needed as u64);
+            let _ = m.ram.write_u64(data(shim::data::SAVED_RAX), g.regs.rax);
             off.resume_ptw
         } else if cr3_needed {
             if swap {
