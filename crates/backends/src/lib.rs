@@ -1,1 +1,16 @@
-//! backends
+//! Device backends: the dom0 side of the rings a PV guest shares.
+//!
+//! Each backend moves data between a page shared with the guest and host
+//! byte streams or files; it knows nothing about event channels or threads.
+//! Its methods say when the guest should be notified, and the monitor
+//! (`domain` crate) raises the event.
+//!
+//! Shared pages are accessed through [`xenstore::ring::SharedPage`]
+//! (atomic index loads and stores, volatile byte copies), so a backend can be
+//! tested against a page in memory that plays the guest.
+
+/// The PV console ring (`hvc0`, `io/console.h`).
+pub mod console;
+
+pub use console::{ConsoleBackend, ConsoleError};
+pub use xenstore::ring::{OwnedPage, RawPage, SharedPage};

@@ -1,1 +1,235 @@
-//! domain
+//! The monitor of one domain: builds it with the PV machine, wires its
+//! device backends (console, xenstore ring) and runs it.
+//!
+//! Today one mode exists: [`run_foreground`] runs the domain in the calling
+//! process until it stops, with its console optionally attached to the
+//! terminal (`rxen create -F [-c]`). Detached monitors with a control socket
+//! come with the toolstack.
+//!
+//! - [`hub`]: the [`pv::domain::DeviceHub`] (console ring, xenstore ring,
+//!   `console_io` output).
+//! - [`store_layout`]: the xenstore tree written before boot.
+//! - [`terminal`]: raw mode, the stdin reader, the `^]` escape, signals.
+//! - [`state`]: where a domain's files live.
+
+pub mod hub;
+pub mod state;
+pub mod store_layout;
+pub mod terminal;
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pv::domain::ShutdownReason;
+use pv::launch::{BootSpec, LaunchError};
+use xenstore::{DomId, Xenstore, XsError};
+
+pub use hub::{ConsoleOutput, HubState};
+pub use terminal::Destroyed;
+
+/// What to boot: the parts of a domain config the monitor uses, already
+/// validated (the toolstack's `DomainConfig` maps onto it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSpec {
+    pub name: String,
+    /// `None`: a random one is made.
+    pub uuid: Option<[u8; 16]>,
+    pub memory_mib: u64,
+    /// At least `memory_mib`.
+    pub maxmem_mib: u64,
+    /// vCPUs asked for; the PV machine runs one for now.
+    pub vcpus: u32,
+    pub kernel: PathBuf,
+    pub ramdisk: Option<PathBuf>,
+    pub cmdline: String,
+}
+
+/// How to run in the foreground.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Foreground {
+    /// Console on this process's terminal: its output on stdout, stdin fed
+    /// to it (in raw mode when stdin is a terminal; `^]` destroys the
+    /// domain). Without it the console goes only to `console_log`.
+    pub attach_console: bool,
+    /// Where to keep everything the guest prints (truncated first).
+    pub console_log: Option<PathBuf>,
+    /// The domain's id (in xenstore paths).
+    pub domid: DomId,
+}
+
+/// How a domain ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The guest's shutdown reason, or `Crash` when it was destroyed.
+    pub reason: ShutdownReason,
+    /// Set when the user ended it (`^]`, a signal) rather than the guest.
+    pub destroyed: Option<Destroyed>,
+    /// From the first guest instruction to the end.
+    pub elapsed: Duration,
+    pub stats: pv::vcpu::Stats,
+}
+
+/// Why a domain could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Kernel(#[from] pv_image::ImageError),
+    #[error("cannot read ramdisk {}: {source}", path.display())]
+    Ramdisk {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot build domain '{name}' from kernel {}: {source}", kernel.display())]
+    Launch {
+        name: String,
+        kernel: PathBuf,
+        source: LaunchError,
+    },
+    #[error("cannot open console log {}: {source}", path.display())]
+    ConsoleLog {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write the domain's xenstore entries: {0}")]
+    Xenstore(XsError),
+    #[error(transparent)]
+    Attach(#[from] hub::AttachError),
+    #[error("cannot put the terminal in raw mode: {0}")]
+    Terminal(std::io::Error),
+}
+
+/// Builds the domain and runs it on the calling thread until it stops.
+/// Errors are reported before the guest runs its first instruction.
+pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, MonitorError> {
+    let kernel = pv_image::load_kernel(&spec.kernel)?;
+    let initrd = match &spec.ramdisk {
+        Some(path) => Some(std::fs::read(path).map_err(|source| MonitorError::Ramdisk {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let log = match &opts.console_log {
+        Some(path) => Some(open_log(path)?),
+        None => None,
+    };
+    let terminal: Option<Box<dyn std::io::Write + Send>> = opts
+        .attach_console
+        .then(|| Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>);
+    let hub = HubState::new(ConsoleOutput::new(terminal, log));
+
+    // Block the signals before any domain thread exists, so every thread
+    // inherits the mask and only the watcher receives them.
+    let signals = terminal::BlockedSignals::block();
+    let prepared = pv::launch::prepare(
+        &BootSpec {
+            kernel: &kernel,
+            initrd: initrd.as_deref(),
+            cmdline: &spec.cmdline,
+            memory_mib: spec.memory_mib,
+        },
+        hub.hub(),
+    )
+    .map_err(|source| MonitorError::Launch {
+        name: spec.name.clone(),
+        kernel: spec.kernel.clone(),
+        source,
+    })?;
+    drop(kernel);
+    drop(initrd);
+
+    let boot = &prepared.boot;
+    let mut xs = Xenstore::default();
+    let uuid = spec.uuid.unwrap_or_else(store_layout::generate_uuid);
+    store_layout::write_domain(
+        &mut xs,
+        &store_layout::DomainEntry {
+            domid: opts.domid,
+            name: spec.name.clone(),
+            uuid: store_layout::format_uuid(&uuid),
+            memory_mib: spec.memory_mib,
+            maxmem_mib: spec.maxmem_mib.max(spec.memory_mib),
+            vcpus: 1,
+            console_pfn: boot.console_pfn,
+            console_evtchn: boot.console_evtchn,
+            xenstore_pfn: boot.xenstore_pfn,
+            xenstore_evtchn: boot.xenstore_evtchn,
+        },
+    )
+    .map_err(MonitorError::Xenstore)?;
+    hub.attach(&prepared.dom, boot, xs, opts.domid)?;
+
+    let control = Arc::new(terminal::Control::default());
+    let raw = if opts.attach_console {
+        terminal::RawMode::enter(libc::STDIN_FILENO).map_err(MonitorError::Terminal)?
+    } else {
+        None
+    };
+    let mut threads = Vec::new();
+    if opts.attach_console {
+        let (h, d, c) = (hub.clone(), prepared.dom.clone(), control.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("rxen-console-in".into())
+                .spawn(move || terminal::feed_console(libc::STDIN_FILENO, h, d, c))
+                .expect("spawn console input thread"),
+        );
+    }
+    {
+        let (d, c) = (prepared.dom.clone(), control.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("rxen-signals".into())
+                .spawn(move || terminal::watch_signals(d, c))
+                .expect("spawn signal thread"),
+        );
+    }
+
+    tracing::info!(
+        name = spec.name,
+        domid = opts.domid,
+        memory_mib = spec.memory_mib,
+        kernel = %spec.kernel.display(),
+        cmdline = spec.cmdline,
+        "domain starting"
+    );
+    let started = Instant::now();
+    let (reason, stats) = prepared.run();
+    let elapsed = started.elapsed();
+
+    control.stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(raw);
+    drop(signals);
+    let destroyed = control.destroyed.lock().unwrap().clone();
+    tracing::info!(
+        reason = reason.name(),
+        detail = ?reason,
+        destroyed = destroyed.as_ref().map(|d| d.to_string()),
+        ?elapsed,
+        ?stats,
+        "domain ended"
+    );
+    Ok(Ended {
+        reason,
+        destroyed,
+        elapsed,
+        stats,
+    })
+}
+
+fn open_log(path: &std::path::Path) -> Result<File, MonitorError> {
+    let err = |source| MonitorError::ConsoleLog {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    File::create(path).map_err(err)
+}

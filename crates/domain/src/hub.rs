@@ -1,0 +1,354 @@
+//! The domain's device models as the PV machine sees them: a
+//! [`DeviceHub`] holding the console backend and the xenstore ring
+//! connection, and the console output (terminal and log file).
+//!
+//! The hub is handed to `pv::launch::prepare` before the ring pages are
+//! known, so it starts empty and [`HubState::attach`] wires the rings once
+//! the domain is built. Lock order: `console` or `xenstore`, then `output`.
+
+use std::fs::File;
+use std::io::Write;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use backends::console::{ConsoleBackend, DrainError};
+use pv::builder::BootInfo;
+use pv::domain::{DeviceHub, DomainShared};
+use xenstore::ring::{RawPage, Ring, RingConnection, PAGE_SIZE};
+use xenstore::{DomId, Xenstore};
+
+/// Where console bytes go: the terminal (when attached) and the log file.
+/// Writing never fails: a terminal that errors is dropped, a log that errors
+/// is closed, each with one warning in the domain log.
+#[derive(Default)]
+pub struct ConsoleOutput {
+    terminal: Option<Box<dyn Write + Send>>,
+    log: Option<File>,
+}
+
+impl ConsoleOutput {
+    /// Output to `terminal` and/or `log`.
+    pub fn new(terminal: Option<Box<dyn Write + Send>>, log: Option<File>) -> ConsoleOutput {
+        ConsoleOutput { terminal, log }
+    }
+
+    /// Stops writing to the terminal (after detaching).
+    pub fn detach_terminal(&mut self) {
+        if let Some(mut t) = self.terminal.take() {
+            let _ = t.flush();
+        }
+    }
+}
+
+impl Write for ConsoleOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(t) = &mut self.terminal {
+            if let Err(e) = t.write_all(buf).and_then(|_| t.flush()) {
+                tracing::warn!("console output to the terminal stopped: {e}");
+                self.terminal = None;
+            }
+        }
+        if let Some(l) = &mut self.log {
+            if let Err(e) = l.write_all(buf) {
+                tracing::warn!("console log stopped: {e}");
+                self.log = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ConsoleSlot {
+    backend: ConsoleBackend<RawPage>,
+    port: u32,
+}
+
+struct XenstoreSlot {
+    xs: Xenstore,
+    conn: RingConnection<RawPage>,
+    port: u32,
+    broken: bool,
+}
+
+/// Errors wiring the rings.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// A ring page the builder reported is not in guest memory.
+    #[error("the {what} ring page (pfn {pfn:#x}) lies outside the domain's memory")]
+    BadPfn { what: &'static str, pfn: u64 },
+}
+
+/// Device state shared by the hub (called on the vCPU thread) and the
+/// monitor's threads (console input).
+#[derive(Default)]
+pub struct HubState {
+    output: Mutex<ConsoleOutput>,
+    /// Whether the last `console_io` byte was `\r` (see [`crlf`]).
+    console_io_cr: Mutex<bool>,
+    console: Mutex<Option<ConsoleSlot>>,
+    xenstore: Mutex<Option<XenstoreSlot>>,
+}
+
+/// Maps guest frame `pfn` of `dom` as a shared page.
+fn guest_page(dom: &DomainShared, pfn: u64, what: &'static str) -> Result<RawPage, AttachError> {
+    let ram = &dom.machine.ram;
+    let bad = AttachError::BadPfn { what, pfn };
+    let gpa = pfn
+        .checked_mul(PAGE_SIZE as u64)
+        .ok_or(AttachError::BadPfn { what, pfn })?;
+    match gpa.checked_add(PAGE_SIZE as u64) {
+        Some(end) if end <= ram.size() => {}
+        _ => return Err(bad),
+    }
+    let ptr = NonNull::new((ram.host_base() + gpa) as *mut u8).ok_or(bad)?;
+    // SAFETY: the page lies inside the domain's guest RAM mapping (checked
+    // above; the mapping is page-aligned), which stays mapped as long as
+    // `dom` lives. The page is only used by the hub, which `dom` owns, and by
+    // the monitor's threads, which hold an `Arc<DomainShared>` while they
+    // use it. The guest changes it concurrently; RawPage only makes atomic
+    // and volatile accesses.
+    Ok(unsafe { RawPage::new(ptr) })
+}
+
+impl HubState {
+    /// A hub writing console bytes to `output`.
+    pub fn new(output: ConsoleOutput) -> Arc<HubState> {
+        Arc::new(HubState {
+            output: Mutex::new(output),
+            ..HubState::default()
+        })
+    }
+
+    /// The [`DeviceHub`] to give to `pv::launch::prepare`.
+    pub fn hub(self: &Arc<Self>) -> Box<dyn DeviceHub> {
+        Box::new(Hub(self.clone()))
+    }
+
+    /// Wires the console and xenstore rings of a built domain. `xs` must
+    /// already hold the domain's tree; the guest's connection is opened here
+    /// as `domid`.
+    pub fn attach(
+        &self,
+        dom: &DomainShared,
+        boot: &BootInfo,
+        mut xs: Xenstore,
+        domid: DomId,
+    ) -> Result<(), AttachError> {
+        let console_page = guest_page(dom, boot.console_pfn, "console")?;
+        let xs_page = guest_page(dom, boot.xenstore_pfn, "xenstore")?;
+        let conn = xs.connect(domid);
+        *self.console.lock().unwrap() = Some(ConsoleSlot {
+            backend: ConsoleBackend::new(console_page),
+            port: boot.console_evtchn,
+        });
+        *self.xenstore.lock().unwrap() = Some(XenstoreSlot {
+            xs,
+            conn: RingConnection::new(Ring::new(xs_page), conn),
+            port: boot.xenstore_evtchn,
+            broken: false,
+        });
+        Ok(())
+    }
+
+    /// Stops console output to the terminal (the log goes on).
+    pub fn detach_terminal(&self) {
+        self.output.lock().unwrap().detach_terminal();
+    }
+
+    /// Sends `bytes` to the guest's console; raises its event if any went in.
+    pub fn console_input(&self, dom: &DomainShared, bytes: &[u8]) {
+        let raise = {
+            let mut slot = self.console.lock().unwrap();
+            let Some(c) = slot.as_mut() else { return };
+            match c.backend.push_input(bytes) {
+                Ok(n) => (n > 0).then_some(c.port),
+                Err(_) => None,
+            }
+        };
+        if let Some(port) = raise {
+            dom.raise(port);
+        }
+    }
+
+    /// Retries console input that did not fit; raises the event if any went in.
+    pub fn flush_console_input(&self, dom: &DomainShared) {
+        let raise = {
+            let mut slot = self.console.lock().unwrap();
+            let Some(c) = slot.as_mut() else { return };
+            match c.backend.flush_input() {
+                Ok(n) => (n > 0).then_some(c.port),
+                Err(_) => None,
+            }
+        };
+        if let Some(port) = raise {
+            dom.raise(port);
+        }
+    }
+
+    /// Runs `f` on the store (for tests and status queries).
+    pub fn with_xenstore<R>(&self, f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
+        self.xenstore.lock().unwrap().as_mut().map(|s| f(&mut s.xs))
+    }
+
+    fn service_console(&self) -> Option<u32> {
+        let mut slot = self.console.lock().unwrap();
+        let c = slot.as_mut()?;
+        let was_broken = c.backend.broken().is_some();
+        let mut out = self.output.lock().unwrap();
+        match c.backend.service(&mut *out) {
+            Ok(s) => s.notify().then_some(c.port),
+            Err(DrainError::Console(e)) => {
+                if !was_broken {
+                    tracing::warn!("console disabled: {e}");
+                }
+                None
+            }
+            Err(DrainError::Sink(e)) => {
+                tracing::warn!("console output failed: {e}");
+                Some(c.port)
+            }
+        }
+    }
+
+    fn service_xenstore(&self) -> Option<u32> {
+        let mut slot = self.xenstore.lock().unwrap();
+        let s = slot.as_mut()?;
+        if s.broken {
+            return None;
+        }
+        match s.conn.poll(&mut s.xs) {
+            Ok(moved) => moved.then_some(s.port),
+            Err(e) => {
+                tracing::warn!("xenstore connection closed: {e}");
+                s.broken = true;
+                s.xs.disconnect(s.conn.conn());
+                // The guest sees the `error` field; wake it to look.
+                Some(s.port)
+            }
+        }
+    }
+
+    fn ports(&self) -> (Option<u32>, Option<u32>) {
+        (
+            self.console.lock().unwrap().as_ref().map(|c| c.port),
+            self.xenstore.lock().unwrap().as_ref().map(|s| s.port),
+        )
+    }
+}
+
+/// `HYPERVISOR_console_io` text ends lines with a bare `\n` (Xen adds the
+/// `\r` on its serial line); the terminal is raw, so add it here. `cr` says
+/// whether the previous byte, possibly from an earlier call, was `\r`.
+pub fn crlf(bytes: &[u8], cr: &mut bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    for &b in bytes {
+        if b == b'\n' && !*cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *cr = b == b'\r';
+    }
+    out
+}
+
+/// The [`DeviceHub`] of one domain.
+struct Hub(Arc<HubState>);
+
+impl DeviceHub for Hub {
+    fn guest_notify(&self, dom: &DomainShared, port: u32) {
+        let (console, xenstore) = self.0.ports();
+        let raise = if Some(port) == console {
+            self.0.service_console()
+        } else if Some(port) == xenstore {
+            self.0.service_xenstore()
+        } else {
+            tracing::debug!(port, "notification on a port with no backend");
+            None
+        };
+        if let Some(p) = raise {
+            dom.raise(p);
+        }
+    }
+
+    fn console_io_write(&self, bytes: &[u8]) {
+        let text = crlf(bytes, &mut self.0.console_io_cr.lock().unwrap());
+        let _ = self.0.output.lock().unwrap().write_all(&text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose bytes the test can see after handing it away.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Failing;
+    impl Write for Failing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from_raw_os_error(libc::EIO))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn console_io_goes_to_the_terminal_and_the_log() {
+        let term = Shared::default();
+        let dir = std::env::temp_dir().join(format!("rxen-hub-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log_path = dir.join("console.log");
+        let log = File::create(&log_path).unwrap();
+        let state = HubState::new(ConsoleOutput::new(Some(Box::new(term.clone())), Some(log)));
+        let hub = state.hub();
+        hub.console_io_write(b"Linux version 6.1\n");
+        state.detach_terminal();
+        hub.console_io_write(b"after detach\n");
+        assert_eq!(&*term.0.lock().unwrap(), b"Linux version 6.1\r\n");
+        assert_eq!(
+            std::fs::read(&log_path).unwrap(),
+            b"Linux version 6.1\r\nafter detach\r\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn console_io_lines_get_a_carriage_return_once() {
+        let mut cr = false;
+        assert_eq!(crlf(b"a\nb\r\nc", &mut cr), b"a\r\nb\r\nc");
+        assert_eq!(crlf(b"\r", &mut cr), b"\r");
+        // The \r came in the previous call: no second one.
+        assert_eq!(crlf(b"\n\n", &mut cr), b"\n\r\n");
+    }
+
+    #[test]
+    fn a_failing_terminal_is_dropped_without_losing_the_log() {
+        let log_dir = std::env::temp_dir().join(format!("rxen-hub-test2-{}", std::process::id()));
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log_path = log_dir.join("console.log");
+        let mut out = ConsoleOutput::new(
+            Some(Box::new(Failing)),
+            Some(File::create(&log_path).unwrap()),
+        );
+        out.write_all(b"one ").unwrap();
+        out.write_all(b"two").unwrap();
+        assert!(out.terminal.is_none());
+        assert_eq!(std::fs::read(&log_path).unwrap(), b"one two");
+        std::fs::remove_dir_all(&log_dir).unwrap();
+    }
+}
