@@ -121,7 +121,7 @@ fn main() -> ExitCode {
     match result {
         Ok(status) => status.code(),
         Err(e) => {
-            eprintln!("rxen: error: {e:#}");
+            eprintln!("rxen: error: {}", report(&e));
             Status::Error.code()
         }
     }
@@ -141,8 +141,8 @@ fn create(args: CreateArgs) -> Result<Status> {
     if !args.quiet {
         eprintln!("Parsing config from {}", file.display());
     }
-    let (cfg, warnings) = toolstack::config::load_config(&file, &overrides)
-        .with_context(|| format!("invalid domain config {}", file.display()))?;
+    // Config errors already say `file:line:column: what`.
+    let (cfg, warnings) = toolstack::config::load_config(&file, &overrides)?;
     for w in &warnings {
         eprintln!("{w}");
     }
@@ -263,6 +263,23 @@ fn run(spec: &DomainSpec, console: bool, quiet: bool) -> Result<Status> {
     Ok(status)
 }
 
+/// The error and its causes, `: `-separated, skipping a cause whose text
+/// the message already holds (many errors print their source themselves).
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 /// Sends `tracing` output to `path` (level from `$RXEN_LOG`, default info).
 fn init_logging(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
@@ -309,6 +326,17 @@ mod tests {
         };
         assert_eq!(a.file.as_deref(), Some(Path::new("g.cfg")));
         assert_eq!(a.args, ["vcpus=1"]);
+    }
+
+    #[test]
+    fn errors_print_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(io).context("cannot read /x: No such file");
+        let e = e.context("cannot start domain 'g'");
+        assert_eq!(
+            report(&e),
+            "cannot start domain 'g': cannot read /x: No such file"
+        );
     }
 
     #[test]
