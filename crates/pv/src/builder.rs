@@ -159,17 +159,14 @@ pub fn build(
     while va < region_end {
         let n = (va - base) / PAGE_SIZE;
         let l1_page = n / 512;
-        if n % 512 == 0 {
+        if n.is_multiple_of(512) {
             ram.write_u64(
                 l2 + index(va, 2) as u64 * 8,
                 (l1 + l1_page * PAGE_SIZE) | upper,
             )?;
         }
         let rw = if pt_range.contains(&va) { 0 } else { PTE_RW };
-        ram.write_u64(
-            l1 + n * 8,
-            gpa_of(va) | PTE_P | PTE_US | PTE_A | PTE_D | rw,
-        )?;
+        ram.write_u64(l1 + n * 8, gpa_of(va) | PTE_P | PTE_US | PTE_A | PTE_D | rw)?;
         va += PAGE_SIZE;
     }
 

@@ -87,7 +87,7 @@ fn logic_flags(rflags: u64, result: u64, size: usize) -> u64 {
     if r >> (size * 8 - 1) & 1 != 0 {
         f |= FLAG_SF;
     }
-    if (r as u8).count_ones() % 2 == 0 {
+    if (r as u8).count_ones().is_multiple_of(2) {
         f |= FLAG_PF;
     }
     f
@@ -112,7 +112,12 @@ struct PteWrite {
 
 /// Emulate `ins` whose memory operand is the byte at `offset` inside the
 /// 8-byte entry holding `old`. Updates registers and flags in `regs`.
-fn emulate_pte_insn(regs: &mut kvm_regs, ins: &Instruction, old: u64, offset: u32) -> Option<PteWrite> {
+fn emulate_pte_insn(
+    regs: &mut kvm_regs,
+    ins: &Instruction,
+    old: u64,
+    offset: u32,
+) -> Option<PteWrite> {
     let size = ins.memory_size().size();
     if !(1..=8).contains(&size) || offset as usize + size > 8 {
         return None;
@@ -312,7 +317,9 @@ impl Vcpu {
                 let v = (r.rdx << 32) | (r.rax & 0xffff_ffff);
                 self.write_msr(r.rcx as u32, v)
             }
-            Mnemonic::Mov if ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register => {
+            Mnemonic::Mov
+                if ins.op0_kind() == OpKind::Register && ins.op1_kind() == OpKind::Register =>
+            {
                 let (dst, src) = (ins.op0_register(), ins.op1_register());
                 let cr_val = |c: Register, me: &Vcpu| match c {
                     Register::CR0 => Some(me.sregs.cr0),
@@ -350,7 +357,11 @@ impl Vcpu {
                 } else {
                     ins.immediate8() as u64
                 };
-                let v = if matches!(port, 0x40..=0x43 | 0x61) { 0 } else { u64::MAX };
+                let v = if matches!(port, 0x40..=0x43 | 0x61) {
+                    0
+                } else {
+                    u64::MAX
+                };
                 set_reg(r, ins.op0_register(), v & mask(size)).is_some()
             }
             Mnemonic::Out if self.iopl > 0 => true,
@@ -431,10 +442,22 @@ mod tests {
         let w = emulate_pte_insn(&mut r, &decode(&[0xf0, 0x48, 0x0f, 0xb1, 0x37]), 7, 0).unwrap();
         assert_eq!((w.new, r.rax, r.rflags & FLAG_ZF), (None, 7, 0));
         // lock andb $0xfd,(%rdi): clear _PAGE_RW.
-        let w = emulate_pte_insn(&mut r, &decode(&[0xf0, 0x80, 0x27, 0xfd]), 0x8000_0000_0000_1067, 0).unwrap();
+        let w = emulate_pte_insn(
+            &mut r,
+            &decode(&[0xf0, 0x80, 0x27, 0xfd]),
+            0x8000_0000_0000_1067,
+            0,
+        )
+        .unwrap();
         assert_eq!(w.new, Some(0x8000_0000_0000_1065));
         // lock btr $5,(%rdi): test-and-clear accessed.
-        let w = emulate_pte_insn(&mut r, &decode(&[0xf0, 0x48, 0x0f, 0xba, 0x37, 0x05]), 0x27, 0).unwrap();
+        let w = emulate_pte_insn(
+            &mut r,
+            &decode(&[0xf0, 0x48, 0x0f, 0xba, 0x37, 0x05]),
+            0x27,
+            0,
+        )
+        .unwrap();
         assert_eq!((w.new, r.rflags & FLAG_CF), (Some(0x07), 1));
         // A byte write at offset 7 (NX byte).
         let w = emulate_pte_insn(&mut r, &decode(&[0xc6, 0x07, 0x80]), 0x1007, 7).unwrap();

@@ -22,11 +22,18 @@ const VI_SEL: u64 = std::mem::offset_of!(xen_abi::VcpuInfo, evtchn_pending_sel) 
 pub enum Port {
     Free,
     /// Allocated, waiting for `remote` to bind.
-    Unbound { remote: u16 },
+    Unbound {
+        remote: u16,
+    },
     /// Connected to a backend in dom0 (console, xenstore, devices).
     Backend,
-    Virq { virq: u32, vcpu: u32 },
-    Ipi { vcpu: u32 },
+    Virq {
+        virq: u32,
+        vcpu: u32,
+    },
+    Ipi {
+        vcpu: u32,
+    },
 }
 
 /// What a vCPU waits on while blocked; raised events wake it.
@@ -130,7 +137,7 @@ pub struct EventBits<'a> {
 
 impl EventBits<'_> {
     fn atomic64(&self, gpa: u64) -> Option<&AtomicU64> {
-        if gpa % 8 != 0 || gpa + 8 > self.ram.size() {
+        if !gpa.is_multiple_of(8) || gpa + 8 > self.ram.size() {
             return None;
         }
         // SAFETY: the address is inside the guest mapping (checked above),

@@ -11,7 +11,8 @@ const EINVAL: i64 = -XEN_EINVAL;
 impl Vcpu {
     pub fn event_channel_op(&mut self, cmd: u32, arg: u64) -> Result<i64, i64> {
         let rd = |me: &Self, off: u64| me.read_guest_obj::<u32>(arg + off).map_err(|_| EFAULT);
-        let wr = |me: &Self, off: u64, v: u32| me.write_guest_obj(arg + off, &v).map_err(|_| EFAULT);
+        let wr =
+            |me: &Self, off: u64, v: u32| me.write_guest_obj(arg + off, &v).map_err(|_| EFAULT);
         match cmd {
             EVTCHNOP_BIND_VIRQ => {
                 // { u32 virq; u32 vcpu; u32 port (out) }
@@ -143,7 +144,8 @@ impl Vcpu {
                 if status == 0 {
                     for i in 0..nr {
                         let mfn = l.hv_pfn(l.grant_frames_start + i);
-                        self.write_guest_obj(list + i * 8, &mfn).map_err(|_| EFAULT)?;
+                        self.write_guest_obj(list + i * 8, &mfn)
+                            .map_err(|_| EFAULT)?;
                     }
                 }
                 self.write_guest_obj(arg + 8, &status).map_err(|_| EFAULT)?;

@@ -278,7 +278,11 @@ impl Vcpu {
         }
         for (i, d) in table.chunks_exact_mut(8).enumerate() {
             let v = u64::from_le_bytes(d.try_into().unwrap());
-            let v = if (i as u64) < entries { sanitize_descriptor(v) } else { 0 };
+            let v = if (i as u64) < entries {
+                sanitize_descriptor(v)
+            } else {
+                0
+            };
             d.copy_from_slice(&v.to_le_bytes());
         }
         self.ram().write(gdt_gpa, &table).map_err(|_| EFAULT)?;
@@ -442,7 +446,9 @@ impl Vcpu {
                     if self.dom.stopping.load(std::sync::atomic::Ordering::SeqCst) {
                         break;
                     }
-                    self.dom.wakeup.wait(Some(std::time::Duration::from_millis(500)));
+                    self.dom
+                        .wakeup
+                        .wait(Some(std::time::Duration::from_millis(500)));
                 }
                 self.update_time();
                 Ok(0)
@@ -487,7 +493,10 @@ mod tests {
     #[test]
     fn descriptors_get_dpl3_and_system_ones_vanish() {
         // Linux's __KERNEL_CS: 64-bit code, DPL0.
-        assert_eq!(sanitize_descriptor(0x00af_9b00_0000_ffff), 0x00af_fb00_0000_ffff);
+        assert_eq!(
+            sanitize_descriptor(0x00af_9b00_0000_ffff),
+            0x00af_fb00_0000_ffff
+        );
         // A 64-bit TSS descriptor (system) is dropped.
         assert_eq!(sanitize_descriptor(0x0000_8900_0000_0067), 0);
         // Not present: dropped.

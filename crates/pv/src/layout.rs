@@ -74,6 +74,14 @@ pub mod sel {
     pub const GDT_LIMIT: u16 = 0xe04f;
 }
 
+// The fixed pages of the area do not overlap.
+const _: () = assert!(hv::CODE + hv::CODE_PAGES <= hv::DATA);
+const _: () = assert!(hv::DATA + hv::DATA_PAGES <= hv::IDT);
+const _: () = assert!(hv::GDT + hv::GDT_PAGES <= hv::STACK);
+const _: () = assert!(hv::STACK + hv::STACK_PAGES <= hv::IST_STACK);
+const _: () = assert!(hv::IST_STACK + hv::IST_PAGES <= hv::SHARED_INFO);
+const _: () = assert!(hv::SHARED_INFO < hv::SHIM_L3 && hv::DIRECT_L3 < hv::VARIABLE);
+
 pub const fn align_up(x: u64, a: u64) -> u64 {
     (x + a - 1) & !(a - 1)
 }
@@ -187,9 +195,5 @@ mod tests {
         assert!(l.hv_pages <= hv::SHIM_MAPPED_PAGES || l.hv_pages > hv::VARIABLE);
         assert!(l.m2p_entries() >= l.hv_base_pfn + l.hv_pages);
         assert!(l.direct_l2_count * (1 << 30) >= l.total_bytes());
-        // Fixed pages do not overlap.
-        assert!(hv::DATA + hv::DATA_PAGES <= hv::IDT);
-        assert!(hv::GDT + hv::GDT_PAGES <= hv::STACK);
-        assert!(hv::IST_STACK + hv::IST_PAGES <= hv::SHARED_INFO);
     }
 }

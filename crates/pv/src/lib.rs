@@ -1,37 +1,37 @@
 //! The Xen PV machine on KVM: domain builder, CPL0 shim, trap paths,
 //! hypercalls, MMU, event channels, grants and time.
 
-/// Guest-physical and virtual placement of rxen's own pages.
-pub mod layout;
-/// The CPL0 shim copied into every domain.
-pub mod shim;
-/// Bounds-checked access to guest-physical memory.
-pub mod mem;
-/// Walking the guest's page tables.
-pub mod paging;
-/// CPUID as the guest sees it.
-pub mod cpuid;
-/// KVM VM, memory slot, hypervisor area and vCPU base state.
-pub mod machine;
 /// Start-of-day memory layout and start_info.
 pub mod builder;
-/// Two-level event channels.
-pub mod events;
-/// pvclock and wallclock.
-pub mod time;
+/// CPUID as the guest sees it.
+pub mod cpuid;
 /// State shared by a domain's threads.
 pub mod domain;
-/// The vCPU loop and resume paths.
-pub mod vcpu;
-/// Exception, syscall and iret paths.
-pub mod traps;
-/// MMU hypercalls and page-table invariants.
-pub mod mmu;
 /// Emulation of faulting guest instructions.
 pub mod emulate;
-/// Hypercall dispatch.
-pub mod hypercall;
+/// Two-level event channels.
+pub mod events;
 /// Event channel and grant table hypercalls.
 pub mod evtchn_op;
+/// Hypercall dispatch.
+pub mod hypercall;
 /// Building and running a domain.
 pub mod launch;
+/// Guest-physical and virtual placement of rxen's own pages.
+pub mod layout;
+/// KVM VM, memory slot, hypervisor area and vCPU base state.
+pub mod machine;
+/// Bounds-checked access to guest-physical memory.
+pub mod mem;
+/// MMU hypercalls and page-table invariants.
+pub mod mmu;
+/// Walking the guest's page tables.
+pub mod paging;
+/// The CPL0 shim copied into every domain.
+pub mod shim;
+/// pvclock and wallclock.
+pub mod time;
+/// Exception, syscall and iret paths.
+pub mod traps;
+/// The vCPU loop and resume paths.
+pub mod vcpu;

@@ -105,25 +105,20 @@ impl Machine {
         // TSS: RSP0 = top of the CPL0 stack, IST1 = top of the IST stack, no I/O bitmap.
         let tss = l.hv_gpa(hv::TSS);
         ram.write_u64(tss + 4, self.stack_top())?;
-        ram.write_u64(
-            tss + 0x24,
-            PhysLayout::hv_va(hv::IST_STACK + hv::IST_PAGES),
-        )?;
+        ram.write_u64(tss + 0x24, PhysLayout::hv_va(hv::IST_STACK + hv::IST_PAGES))?;
         ram.write_obj::<u16>(tss + 0x66, 0x68)?;
 
         // GDT reserved entries.
         let gdt = l.hv_gpa(hv::GDT);
-        let put = |s: u16, d: u64| ram.write_u64(gdt + s as u64 & !7, d);
+        let put = |s: u16, d: u64| ram.write_u64(gdt + (s as u64 & !7), d);
         put(sel::SHIM_CS, 0x00af_9b00_0000_ffff)?; // 64-bit code, DPL0
         put(sel::SHIM_SS, 0x00cf_9300_0000_ffff)?; // data, DPL0
         put(sel::RING3_CS32, 0x00cf_fb00_0000_ffff)?; // 32-bit code, DPL3
         put(sel::RING3_DS, 0x00cf_f300_0000_ffff)?; // data, DPL3
         put(sel::RING3_CS64, 0x00af_fb00_0000_ffff)?; // 64-bit code, DPL3
         let tss_va = PhysLayout::hv_va(hv::TSS);
-        let tss_lo = 0x67
-            | ((tss_va & 0xff_ffff) << 16)
-            | (0x89u64 << 40)
-            | (((tss_va >> 24) & 0xff) << 56);
+        let tss_lo =
+            0x67 | ((tss_va & 0xff_ffff) << 16) | (0x89u64 << 40) | (((tss_va >> 24) & 0xff) << 56);
         put(sel::TSS, tss_lo)?;
         ram.write_u64(gdt + sel::TSS as u64 + 8, tss_va >> 32)?;
 
@@ -131,8 +126,14 @@ impl Machine {
         let upper = PTE_P | PTE_RW | PTE_A | PTE_D;
         // Upper levels allow user access; every leaf but the SYSCALL
         // trampoline's is supervisor-only.
-        ram.write_u64(l.hv_gpa(hv::SHIM_L3), l.hv_gpa(hv::SHIM_L2) | upper | PTE_US)?;
-        ram.write_u64(l.hv_gpa(hv::SHIM_L2), l.hv_gpa(hv::SHIM_L1) | upper | PTE_US)?;
+        ram.write_u64(
+            l.hv_gpa(hv::SHIM_L3),
+            l.hv_gpa(hv::SHIM_L2) | upper | PTE_US,
+        )?;
+        ram.write_u64(
+            l.hv_gpa(hv::SHIM_L2),
+            l.hv_gpa(hv::SHIM_L1) | upper | PTE_US,
+        )?;
         let tramp = hv::CODE + shim::SYSCALL_TRAMP / PAGE_SIZE;
         for p in 0..hv::SHIM_MAPPED_PAGES.min(l.hv_pages) {
             let leaf = if p == tramp {

@@ -48,14 +48,20 @@ impl GuestRam {
         self.check(gpa, buf.len())?;
         self.mem
             .read_slice(buf, GuestAddress(gpa))
-            .map_err(|_| BadGpa { gpa, len: buf.len() })
+            .map_err(|_| BadGpa {
+                gpa,
+                len: buf.len(),
+            })
     }
 
     pub fn write(&self, gpa: u64, buf: &[u8]) -> Result<(), BadGpa> {
         self.check(gpa, buf.len())?;
         self.mem
             .write_slice(buf, GuestAddress(gpa))
-            .map_err(|_| BadGpa { gpa, len: buf.len() })
+            .map_err(|_| BadGpa {
+                gpa,
+                len: buf.len(),
+            })
     }
 
     pub fn read_obj<T: ByteValued>(&self, gpa: u64) -> Result<T, BadGpa> {

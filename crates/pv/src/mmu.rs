@@ -141,7 +141,10 @@ impl Vcpu {
         }
         let mut table = self.kernel_cr3 & PTE_ADDR;
         for level in (2..=4u32).rev() {
-            let e = self.ram().read_u64(table + paging::index(va, level) as u64 * 8).ok()?;
+            let e = self
+                .ram()
+                .read_u64(table + paging::index(va, level) as u64 * 8)
+                .ok()?;
             if e & PTE_P == 0 || (level < 4 && e & PTE_PS != 0) {
                 return None;
             }
@@ -289,8 +292,12 @@ impl Vcpu {
                     return Err(-XEN_EINVAL);
                 }
                 let mut page = vec![0u8; PAGE_SIZE as usize];
-                self.ram().read(op.arg2 << 12, &mut page).map_err(|_| -XEN_EFAULT)?;
-                self.ram().write(op.arg1 << 12, &page).map_err(|_| -XEN_EFAULT)
+                self.ram()
+                    .read(op.arg2 << 12, &mut page)
+                    .map_err(|_| -XEN_EFAULT)?;
+                self.ram()
+                    .write(op.arg1 << 12, &page)
+                    .map_err(|_| -XEN_EFAULT)
             }
             _ => Err(-XEN_ENOSYS),
         }

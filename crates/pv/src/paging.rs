@@ -90,10 +90,14 @@ mod tests {
         let ram = GuestRam::new(1 << 24).unwrap();
         // L4 at 0x1000, L3 at 0x2000, L2 at 0x3000, L1 at 0x4000.
         let va: u64 = 0xffff_ffff_8020_1000;
-        ram.write_u64(0x1000 + index(va, 4) as u64 * 8, 0x2000 | 7).unwrap();
-        ram.write_u64(0x2000 + index(va, 3) as u64 * 8, 0x3000 | 7).unwrap();
-        ram.write_u64(0x3000 + index(va, 2) as u64 * 8, 0x4000 | 7).unwrap();
-        ram.write_u64(0x4000 + index(va, 1) as u64 * 8, 0x9000 | 5).unwrap();
+        ram.write_u64(0x1000 + index(va, 4) as u64 * 8, 0x2000 | 7)
+            .unwrap();
+        ram.write_u64(0x2000 + index(va, 3) as u64 * 8, 0x3000 | 7)
+            .unwrap();
+        ram.write_u64(0x3000 + index(va, 2) as u64 * 8, 0x4000 | 7)
+            .unwrap();
+        ram.write_u64(0x4000 + index(va, 1) as u64 * 8, 0x9000 | 5)
+            .unwrap();
         let w = walk(&ram, 0x1000, va + 0x123, false).unwrap();
         assert_eq!(w.gpa, 0x9123);
         assert_eq!(w.levels, 4);

@@ -104,7 +104,13 @@ mod tests {
 
     #[test]
     fn scale_converts_one_second() {
-        for hz in [1_000_000_000u64, 2_100_000_000, 3_600_000_000, 800_000_000, 25_000_000] {
+        for hz in [
+            1_000_000_000u64,
+            2_100_000_000,
+            3_600_000_000,
+            800_000_000,
+            25_000_000,
+        ] {
             let (mul, shift) = time_scale(hz);
             let t = VcpuTimeInfo {
                 tsc_to_system_mul: mul,

@@ -28,7 +28,12 @@ impl Vcpu {
         let mut regs = sr.regs;
         self.sregs = sr.sregs;
         let was_kernel = self.kernel_mode;
-        self.record(|| format!("exit port {port} rip {:#x} rsp {:#x} rcx {:#x} cr2 {:#x}", regs.rip, regs.rsp, regs.rcx, sr.sregs.cr2));
+        self.record(|| {
+            format!(
+                "exit port {port} rip {:#x} rsp {:#x} rcx {:#x} cr2 {:#x}",
+                regs.rip, regs.rsp, regs.rcx, sr.sregs.cr2
+            )
+        });
         let (cs, ss);
         let vector = port as u8;
         let frame = regs.rsp;
@@ -48,8 +53,16 @@ impl Vcpu {
             regs.rsp = words[3];
             regs.rip = regs.rcx;
             regs.rflags = regs.r11;
-            cs = if was_kernel { FLAT_KERNEL_CS } else { FLAT_USER_CS64 } as u64;
-            ss = if was_kernel { FLAT_KERNEL_SS } else { FLAT_USER_SS } as u64;
+            cs = if was_kernel {
+                FLAT_KERNEL_CS
+            } else {
+                FLAT_USER_CS64
+            } as u64;
+            ss = if was_kernel {
+                FLAT_KERNEL_SS
+            } else {
+                FLAT_USER_SS
+            } as u64;
             let mut g = GuestState { regs, cs, ss };
             if was_kernel {
                 self.stats.hypercalls += 1;
@@ -74,7 +87,12 @@ impl Vcpu {
         regs.rflags = f[2];
         regs.rsp = f[3];
         ss = f[4];
-        self.record(|| format!("frame err {err:?} rip {:#x} cs {cs:#x} rflags {:#x} rsp {:#x} ss {ss:#x}", regs.rip, regs.rflags, regs.rsp));
+        self.record(|| {
+            format!(
+                "frame err {err:?} rip {:#x} cs {cs:#x} rflags {:#x} rsp {:#x} ss {ss:#x}",
+                regs.rip, regs.rflags, regs.rsp
+            )
+        });
         if cs & 3 == 0 {
             return crash(format!(
                 "exception {vector} inside the shim at {:#x} (error code {:?}, cr2 {:#x})",
@@ -157,8 +175,8 @@ impl Vcpu {
             (g.regs.rsp, (g.cs & 0xffff) & !3)
         };
         sp &= !15;
-        let rflags_shown =
-            (g.regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL)) | if saved_mask == 0 { RFLAGS_IF } else { 0 };
+        let rflags_shown = (g.regs.rflags & !(RFLAGS_IF | RFLAGS_IOPL))
+            | if saved_mask == 0 { RFLAGS_IF } else { 0 };
         let mut frame = vec![g.regs.rcx, g.regs.r11];
         if let Some(e) = err {
             frame.push(e);
@@ -195,12 +213,17 @@ impl Vcpu {
     pub fn iret(&mut self, g: &mut GuestState) -> Handled {
         let ctx: IretContext = match self.read_guest_obj(g.regs.rsp) {
             Ok(c) => c,
-            Err(_) => return crash(format!("HYPERVISOR_iret with unreadable frame at {:#x}", g.regs.rsp)),
+            Err(_) => {
+                return crash(format!(
+                    "HYPERVISOR_iret with unreadable frame at {:#x}",
+                    g.regs.rsp
+                ))
+            }
         };
         let bits = self.dom.bits();
         let vi = self.dom.vcpu_info();
         g.regs.rax = ctx.rax;
-        if ctx.flags & VGCF_IN_SYSCALL as u64 == 0 {
+        if ctx.flags & VGCF_IN_SYSCALL == 0 {
             g.regs.r11 = ctx.r11;
             g.regs.rcx = ctx.rcx;
         }

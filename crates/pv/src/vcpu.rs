@@ -257,8 +257,9 @@ impl Vcpu {
 
     fn step(&mut self) -> Handled {
         if self.gs_user_dirty {
-            let msrs = kvm_bindings::Msrs::from_entries(&[msr(MSR_KERNEL_GS_BASE, self.hw_inactive_gs())])
-                .expect("one entry");
+            let msrs =
+                kvm_bindings::Msrs::from_entries(&[msr(MSR_KERNEL_GS_BASE, self.hw_inactive_gs())])
+                    .expect("one entry");
             if self.fd.set_msrs(&msrs).is_err() {
                 return crash("KVM refused to set KERNEL_GS_BASE");
             }
@@ -281,16 +282,15 @@ impl Vcpu {
         self.last_ptw = 0;
         self.stats.exits += 1;
         match exit {
-            Ok(VcpuExit::IoOut(port, _)) => {
-                let port = port;
-                self.on_trap(port)
-            }
+            Ok(VcpuExit::IoOut(port, _)) => self.on_trap(port),
             Ok(VcpuExit::IrqWindowOpen) => {
                 self.fd.get_kvm_run().request_interrupt_window = 0;
                 self.inject_kick();
                 Ok(())
             }
-            Ok(VcpuExit::Shutdown) => crash("triple fault (the shim could not deliver an exception)"),
+            Ok(VcpuExit::Shutdown) => {
+                crash("triple fault (the shim could not deliver an exception)")
+            }
             Ok(VcpuExit::InternalError) => {
                 let regs = self.fd.get_regs().ok();
                 crash(format!(
@@ -298,15 +298,11 @@ impl Vcpu {
                     regs.map_or(0, |r| r.rip)
                 ))
             }
-            Ok(VcpuExit::MmioRead(addr, _)) | Ok(VcpuExit::MmioWrite(addr, _)) => {
-                let addr = addr;
-                crash(format!("guest accessed unbacked guest-physical address {addr:#x}"))
-            }
+            Ok(VcpuExit::MmioRead(addr, _)) | Ok(VcpuExit::MmioWrite(addr, _)) => crash(format!(
+                "guest accessed unbacked guest-physical address {addr:#x}"
+            )),
             Ok(VcpuExit::Hlt) => crash("vCPU halted in the shim"),
-            Ok(VcpuExit::IoIn(port, _)) => {
-                let port = port;
-                crash(format!("unexpected port read {port:#x}"))
-            }
+            Ok(VcpuExit::IoIn(port, _)) => crash(format!("unexpected port read {port:#x}")),
             Ok(other) => {
                 let s = format!("{other:?}");
                 crash(format!("unexpected KVM exit {s}"))
@@ -328,7 +324,12 @@ impl Vcpu {
                 for (i, w) in st.iter_mut().enumerate() {
                     *w = self.read_guest_obj(r.rsp + i as u64 * 8).unwrap_or(0);
                 }
-                self.record(|| format!("kicked at rip {:#x} rsp {:#x} cs {:#x} rax {:#x} rdi {:#x} stack {st:x?}", r.rip, r.rsp, s.cs.selector, r.rax, r.rdi));
+                self.record(|| {
+                    format!(
+                        "kicked at rip {:#x} rsp {:#x} cs {:#x} rax {:#x} rdi {:#x} stack {st:x?}",
+                        r.rip, r.rsp, s.cs.selector, r.rax, r.rdi
+                    )
+                });
             }
         }
         let bits = self.dom.bits();
@@ -373,7 +374,10 @@ impl Vcpu {
         let top = m.stack_top();
         let frame = top - 40;
         let data = |off: u64| m.shim_data_gpa(off);
-        let stack_gpa = m.layout.hv_gpa(crate::layout::hv::STACK + crate::layout::hv::STACK_PAGES) - 40;
+        let stack_gpa = m
+            .layout
+            .hv_gpa(crate::layout::hv::STACK + crate::layout::hv::STACK_PAGES)
+            - 40;
         let words = [g.regs.rip, g.cs, g.regs.rflags, g.regs.rsp, g.ss];
         for (i, w) in words.iter().enumerate() {
             let _ = m.ram.write_u64(stack_gpa + i as u64 * 8, *w);
@@ -397,7 +401,9 @@ impl Vcpu {
             let _ = m.ram.write_u64(data(shim::data::SAVED_RCX), g.regs.rcx);
             let _ = m.ram.write_u64(data(shim::data::SAVED_RDX), g.regs.rdx);
             let _ = m.ram.write_u64(data(shim::data::SWAPGS), swap as u64);
-            let _ = m.ram.write_u64(data(shim::data::LOAD_CR3), cr3_needed as u64);
+            let _ = m
+                .ram
+                .write_u64(data(shim::data::LOAD_CR3), cr3_needed as u64);
             let _ = m.ram.write_u64(data(shim::data::SAVED_RAX), g.regs.rax);
             off.resume_ptw
         } else if cr3_needed {
