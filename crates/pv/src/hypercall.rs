@@ -211,43 +211,42 @@ impl Vcpu {
     }
 
     fn mmu_update(&mut self, reqs: u64, count: u64, done: u64, dom: u16) -> Result<i64, i64> {
-        if dom != DOMID_SELF {
-            return Err(-XEN_EPERM);
-        }
-        let count = count & !(1 << 31); // MMU_UPDATE_PREEMPTED
-        if count > MAX_BATCH {
-            return Err(EINVAL);
-        }
-        let mut n = 0;
-        let mut rc = 0;
-        while n < count {
-            let req: MmuUpdate = self.read_guest_obj(reqs + n * 16).map_err(|_| EFAULT)?;
-            if let Err(e) = self.mmu_update_one(req) {
-                rc = e;
-                break;
-            }
-            n += 1;
-        }
-        if done != 0 {
-            self.put_u32(done, n as u32)?;
-        }
-        Ok(rc)
+        self.batch(reqs, count, done, dom, |me, req: MmuUpdate| {
+            me.mmu_update_one(req)
+        })
     }
 
     fn mmuext_op(&mut self, ops: u64, count: u64, done: u64, dom: u16) -> Result<i64, i64> {
+        self.batch(ops, count, done, dom, |me, op: MmuextOp| {
+            me.mmuext_one(op).inspect_err(|e| {
+                tracing::debug!(cmd = op.cmd, arg1 = op.arg1, e, "mmuext_op failed")
+            })
+        })
+    }
+
+    /// The shape `mmu_update` and `mmuext_op` share: `count` requests of type
+    /// `T` at `list`, stop at the first failure, report how many were done.
+    fn batch<T: vm_memory::ByteValued>(
+        &mut self,
+        list: u64,
+        count: u64,
+        done: u64,
+        dom: u16,
+        mut one: impl FnMut(&mut Self, T) -> Result<(), i64>,
+    ) -> Result<i64, i64> {
         if dom != DOMID_SELF {
             return Err(-XEN_EPERM);
         }
-        let count = count & !(1 << 31);
+        let count = count & !(1 << 31); // the *_PREEMPTED flag
         if count > MAX_BATCH {
             return Err(EINVAL);
         }
+        let size = std::mem::size_of::<T>() as u64;
         let mut n = 0;
         let mut rc = 0;
         while n < count {
-            let op: MmuextOp = self.read_guest_obj(ops + n * 24).map_err(|_| EFAULT)?;
-            if let Err(e) = self.mmuext_one(op) {
-                tracing::debug!(cmd = op.cmd, arg1 = op.arg1, e, "mmuext_op failed");
+            let req: T = self.read_guest_obj(list + n * size).map_err(|_| EFAULT)?;
+            if let Err(e) = one(self, req) {
                 rc = e;
                 break;
             }
