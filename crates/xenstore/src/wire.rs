@@ -22,87 +22,9 @@ pub const ABS_PATH_MAX: usize = 3072;
 /// (`XENSTORE_REL_PATH_MAX`).
 pub const REL_PATH_MAX: usize = 2048;
 
-/// Message types (`enum xsd_sockmsg_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u32)]
-pub enum MsgType {
-    /// CONTROL (formerly DEBUG): implementation-specific commands.
-    Control = 0,
-    /// List a node's children.
-    Directory = 1,
-    /// Read a node's value.
-    Read = 2,
-    /// Get a node's permissions.
-    GetPerms = 3,
-    /// Add a watch.
-    Watch = 4,
-    /// Remove a watch.
-    Unwatch = 5,
-    /// Start a transaction.
-    TransactionStart = 6,
-    /// Commit (`T`) or abort (`F`) a transaction.
-    TransactionEnd = 7,
-    /// Introduce a domain (its ring page and event channel).
-    Introduce = 8,
-    /// Release a domain.
-    Release = 9,
-    /// `/local/domain/<domid>`.
-    GetDomainPath = 10,
-    /// Write a node's value.
-    Write = 11,
-    /// Create a node.
-    Mkdir = 12,
-    /// Remove a subtree.
-    Rm = 13,
-    /// Set a node's permissions.
-    SetPerms = 14,
-    /// Unsolicited watch event.
-    WatchEvent = 15,
-    /// Error reply.
-    Error = 16,
-    /// Is a domain introduced?
-    IsDomainIntroduced = 17,
-    /// Re-arm @releaseDomain for a domain.
-    Resume = 18,
-    /// Let one domain act for another.
-    SetTarget = 19,
-    /// Drop all watches and transactions of the caller.
-    ResetWatches = 21,
-    /// Paged DIRECTORY for long child lists.
-    DirectoryPart = 22,
-}
-
-impl MsgType {
-    /// The type for a raw header value, if it is one xenstored knows.
-    pub fn from_u32(v: u32) -> Option<MsgType> {
-        use MsgType::*;
-        Some(match v {
-            0 => Control,
-            1 => Directory,
-            2 => Read,
-            3 => GetPerms,
-            4 => Watch,
-            5 => Unwatch,
-            6 => TransactionStart,
-            7 => TransactionEnd,
-            8 => Introduce,
-            9 => Release,
-            10 => GetDomainPath,
-            11 => Write,
-            12 => Mkdir,
-            13 => Rm,
-            14 => SetPerms,
-            15 => WatchEvent,
-            16 => Error,
-            17 => IsDomainIntroduced,
-            18 => Resume,
-            19 => SetTarget,
-            21 => ResetWatches,
-            22 => DirectoryPart,
-            _ => return None,
-        })
-    }
-}
+/// Message types (`enum xsd_sockmsg_type`), from `xen-abi`, where they are
+/// checked against Xen's header.
+pub use xen_abi::XsSockmsgType as MsgType;
 
 /// The message header (`struct xsd_sockmsg`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +95,7 @@ impl Message {
 
     /// The type, if known.
     pub fn msg_type(&self) -> Option<MsgType> {
-        MsgType::from_u32(self.ty)
+        MsgType::try_from(self.ty).ok()
     }
 
     /// A reply to `self` of the same type carrying `payload`.
