@@ -30,6 +30,7 @@ pub(crate) fn is_bzimage(bytes: &[u8]) -> bool {
 pub(crate) enum Method {
     Xz,
     Gzip,
+    Lz4Legacy,
     Elf,
     Unsupported(&'static str),
 }
@@ -42,7 +43,12 @@ pub(crate) fn detect(payload: &[u8]) -> Option<Method> {
         (b"BZh", Method::Unsupported("bzip2")),
         (b"\x5d\x00\x00", Method::Unsupported("lzma")),
         (b"\x89LZO", Method::Unsupported("lzo")),
-        (b"\x02\x21\x4c\x18", Method::Unsupported("lz4")),
+        (&crate::lz4::MAGIC, Method::Lz4Legacy),
+        // The LZ4 frame format; Linux uses the legacy one above.
+        (
+            b"\x04\x22\x4d\x18",
+            Method::Unsupported("lz4 (frame format)"),
+        ),
         (b"\x28\xb5\x2f\xfd", Method::Unsupported("zstd")),
     ];
     MAGICS
@@ -128,6 +134,10 @@ pub(crate) fn decompress_limited(payload: &[u8], limit: u64) -> Result<Vec<u8>, 
             )
         }
         Method::Gzip => ("gzip", Box::new(flate2::read::GzDecoder::new(payload))),
+        Method::Lz4Legacy => {
+            let out = crate::lz4::decompress_legacy(payload, limit)?;
+            return check_elf(out, "lz4");
+        }
     };
     let mut out = Vec::with_capacity(hint);
     reader
@@ -144,6 +154,11 @@ pub(crate) fn decompress_limited(payload: &[u8], limit: u64) -> Result<Vec<u8>, 
             limit,
         });
     }
+    check_elf(out, name)
+}
+
+/// `out` if it is an ELF vmlinux, else a clear error.
+fn check_elf(out: Vec<u8>, name: &str) -> Result<Vec<u8>, ImageError> {
     if !out.starts_with(ELF_MAGIC) {
         return Err(ImageError::NotAKernel {
             found: format!(

@@ -60,11 +60,11 @@ pub enum ImageError {
     /// The bzImage payload uses a compression method this loader does not decode.
     #[error(
         "the bzImage payload is compressed with {method}, which rxen does not decode \
-         (supported: xz, gzip); use a kernel built with CONFIG_KERNEL_XZ (as Debian's are) \
+         (supported: xz, gzip, lz4); use a kernel built with CONFIG_KERNEL_XZ (as Debian's are) \
          or pass the uncompressed vmlinux"
     )]
     UnsupportedCompression {
-        /// "bzip2", "lzma", "lzo", "lz4" or "zstd".
+        /// "bzip2", "lzma", "lzo", "lz4 (frame format)" or "zstd".
         method: &'static str,
     },
 

@@ -21,10 +21,11 @@
 //!   or from `SHT_NOTE` sections when no `PT_NOTE` carries Xen notes.
 //! - bzImage (boot protocol 2.08+): the payload is found through the setup
 //!   header (`payload_offset`/`payload_length` at 0x248/0x24c, relative to the
-//!   protected-mode code at `(setup_sects + 1) * 512`). XZ and gzip payloads
-//!   are decoded; bzip2, lzma, lzo, lz4 and zstd are recognised and refused
-//!   with a message naming them. Data after the compressed stream (Linux
-//!   appends the uncompressed size) is ignored.
+//!   protected-mode code at `(setup_sects + 1) * 512`). XZ, gzip and LZ4
+//!   (legacy frames, as in Debian's cloud kernel) payloads are decoded; bzip2,
+//!   lzma, lzo and zstd are recognised and refused with a message naming them.
+//!   Linux appends the uncompressed size to the payload: XZ and gzip ignore
+//!   it, LZ4 checks it (its legacy format has no end marker).
 //!
 //! # Load addresses
 //!
@@ -51,6 +52,7 @@
 mod bzimage;
 mod elf;
 mod error;
+mod lz4;
 
 use std::borrow::Cow;
 use std::path::Path;

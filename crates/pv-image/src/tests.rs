@@ -689,6 +689,26 @@ fn bzimage_with_gzip_payload() {
 }
 
 #[test]
+fn bzimage_with_lz4_legacy_payload() {
+    let elf = build_elf(&linux_spec());
+    // Small blocks, so the image has several.
+    let payload = crate::lz4::tests::legacy(&elf, 1024, true);
+    let bz = bzimage(&payload);
+    assert_eq!(parse_kernel(&bz).unwrap(), expected_image());
+    assert_eq!(extract_vmlinux(&bz).unwrap().as_ref(), &elf[..]);
+    // Cut inside the payload (the header still declares the full length).
+    let mut short = bzimage(&payload[..payload.len() - 10]);
+    let e = err(&short);
+    assert!(
+        matches!(e, ImageError::Decompress { method: "lz4", .. }),
+        "{e:?}"
+    );
+    short.truncate(short.len() - 0x100 - 5);
+    let e = err(&short);
+    assert!(matches!(e, ImageError::Truncated { .. }), "{e:?}");
+}
+
+#[test]
 fn bzimage_with_uncompressed_elf_payload() {
     let bz = bzimage(&build_elf(&linux_spec()));
     assert_eq!(parse_kernel(&bz).unwrap(), expected_image());
@@ -700,7 +720,7 @@ fn bzimage_unsupported_compressions_are_named() {
         (&b"BZh91AY&SY"[..], "bzip2"),
         (&[0x5d, 0, 0, 0x80, 0][..], "lzma"),
         (&b"\x89LZO\x00\r\n"[..], "lzo"),
-        (&[0x02, 0x21, 0x4c, 0x18, 0][..], "lz4"),
+        (&[0x04, 0x22, 0x4d, 0x18, 0][..], "lz4 (frame format)"),
         (&[0x28, 0xb5, 0x2f, 0xfd, 0][..], "zstd"),
     ] {
         let e = err(&bzimage(magic));

@@ -1,6 +1,9 @@
-//! Loads Debian's real 6.1 amd64 kernel (a bzImage with an XZ payload).
+//! Loads Debian's real 6.1 amd64 kernel (a bzImage with an XZ payload) and,
+//! when `RXEN_TEST_CLOUD_KERNEL` names it, the cloud-amd64 kernel (an LZ4
+//! legacy-frame payload).
 //!
-//! Run with the kernel's path in `RXEN_TEST_KERNEL`:
+//! Run with the kernel's path in `RXEN_TEST_KERNEL` (`./test` does this, with
+//! both kernels, through `cargo run -p guestprep --example prepare [cloud]`):
 //!
 //! ```text
 //! cd /tmp && apt-get download linux-image-6.1.0-NN-amd64   # see: apt-cache depends linux-image-amd64
@@ -9,19 +12,20 @@
 //!     cargo test -p pv-image --test debian_kernel -- --ignored --nocapture
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 
-fn kernel_path() -> PathBuf {
-    match std::env::var_os("RXEN_TEST_KERNEL") {
+fn kernel_path(var: &str) -> PathBuf {
+    match std::env::var_os(var) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => panic!(
-            "RXEN_TEST_KERNEL is not set: set it to a Debian 6.1 amd64 vmlinuz, e.g. \
+            "{var} is not set: set it to a Debian 6.1 amd64 vmlinuz, e.g. \
              `cd /tmp && apt-get download $(apt-cache depends linux-image-amd64 | \
              awk '/Depends: linux-image-6/ {{print $2}}') && dpkg-deb -x linux-image-6.1.0-*.deb \
-             kernel && export RXEN_TEST_KERNEL=$(ls /tmp/kernel/boot/vmlinuz-*)`"
+             kernel && export RXEN_TEST_KERNEL=$(ls /tmp/kernel/boot/vmlinuz-*)` (for \
+             RXEN_TEST_CLOUD_KERNEL the same with linux-image-cloud-amd64)"
         ),
     }
 }
@@ -29,9 +33,31 @@ fn kernel_path() -> PathBuf {
 #[test]
 #[ignore = "needs a real Debian kernel: set RXEN_TEST_KERNEL and run with --ignored"]
 fn debian_kernel_loads() {
-    let path = kernel_path();
-    let bytes = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("cannot read RXEN_TEST_KERNEL={}: {e}", path.display()));
+    check_kernel(&kernel_path("RXEN_TEST_KERNEL"), b"\xfd7zXZ\0");
+}
+
+#[test]
+#[ignore = "needs Debian's cloud kernel: set RXEN_TEST_CLOUD_KERNEL and run with --ignored"]
+fn debian_cloud_kernel_loads() {
+    check_kernel(
+        &kernel_path("RXEN_TEST_CLOUD_KERNEL"),
+        &0x184c_2102u32.to_le_bytes(),
+    );
+}
+
+/// Loads the kernel at `path`, whose bzImage payload starts with `magic`, and
+/// checks what every Debian 6.1 amd64 PV kernel has.
+fn check_kernel(path: &Path, magic: &[u8]) {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    // The payload's compression, found through the setup header.
+    let setup_sects = match bytes[0x1f1] {
+        0 => 4,
+        n => n as usize,
+    };
+    let pm = (setup_sects + 1) * 512;
+    let off = u32::from_le_bytes(bytes[0x248..0x24c].try_into().unwrap()) as usize;
+    assert!(bytes[pm + off..].starts_with(magic), "payload compression");
 
     let t = Instant::now();
     let vmlinux = pv_image::extract_vmlinux(&bytes).expect("extract vmlinux");
@@ -44,7 +70,7 @@ fn debian_kernel_loads() {
     drop(vmlinux);
 
     let t = Instant::now();
-    let img = pv_image::load_kernel(&path).unwrap_or_else(|e| panic!("{e}"));
+    let img = pv_image::load_kernel(path).unwrap_or_else(|e| panic!("{e}"));
     println!("load_kernel in {:.3} s", t.elapsed().as_secs_f64());
     println!("{:#x?}", img.notes);
     for s in &img.segments {
