@@ -53,7 +53,14 @@ fi
 echo
 echo "rxen default guest: Linux $(uname -r), $(grep MemTotal /proc/meminfo | tr -s ' ')"
 echo "busybox shell on $tty; 'poweroff' or 'exit' ends the domain."
-setsid sh -c "exec sh -l <$tty >$tty 2>&1"
+# busybox's poweroff, reboot and halt signal PID 1 (USR2, TERM, USR1); this
+# script is PID 1, so it acts on them. A shell runs traps only between
+# commands, hence the shell in the background and `wait`, which a signal ends.
+trap 'poweroff -f' USR2
+trap 'reboot -f' TERM
+trap 'halt -f' USR1
+setsid sh -c "exec sh -l <$tty >$tty 2>&1" &
+wait $!
 echo "shell exited: powering off"
 poweroff -f
 "#;
@@ -305,6 +312,7 @@ mod tests {
         assert!(DEFAULT_INIT.starts_with("#!/bin/sh\n"));
         assert!(DEFAULT_INIT.contains("tty=/dev/hvc0"));
         assert!(DEFAULT_INIT.contains("setsid sh -c"));
+        assert!(DEFAULT_INIT.contains("trap 'poweroff -f' USR2"));
         assert!(DEFAULT_INIT.trim_end().ends_with("poweroff -f"));
     }
 }
