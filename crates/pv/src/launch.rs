@@ -33,7 +33,15 @@ pub struct Prepared {
 
 pub fn prepare(spec: &BootSpec, hub: Box<dyn DeviceHub>) -> Result<Prepared, LaunchError> {
     let machine = Machine::new(spec.memory_mib << 20)?;
-    let boot = builder::build(&machine, spec.kernel, spec.initrd, spec.cmdline)?;
+    // The PV machine runs one vCPU.
+    let (cmdline, added) = crate::boot_params::tune_cmdline(spec.cmdline, 1);
+    if !added.is_empty() {
+        tracing::info!(
+            ?added,
+            "kernel parameters added to the command line (see pv::boot_params)"
+        );
+    }
+    let boot = builder::build(&machine, spec.kernel, spec.initrd, &cmdline)?;
     let fd = machine.create_vcpu(0, boot.l4_gpa)?;
     let cpuid = crate::cpuid::guest_cpuid(&machine.kvm).map_err(|err| MachineError::Ioctl {
         what: "report CPUID",

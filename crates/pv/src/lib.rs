@@ -1,6 +1,8 @@
 //! The Xen PV machine on KVM: domain builder, CPL0 shim, trap paths,
 //! hypercalls, MMU, event channels, grants and time.
 
+/// Kernel parameters rxen adds to a guest's command line, and why.
+pub mod boot_params;
 /// Start-of-day memory layout and start_info.
 pub mod builder;
 /// CPUID as the guest sees it.
@@ -15,6 +17,8 @@ pub mod events;
 pub mod evtchn_op;
 /// Hypercall dispatch.
 pub mod hypercall;
+/// KVM's own per-vCPU counters (binary stats fd).
+pub mod kvm_stats;
 /// Building and running a domain.
 pub mod launch;
 /// Guest-physical and virtual placement of rxen's own pages.

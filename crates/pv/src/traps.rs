@@ -66,6 +66,7 @@ impl Vcpu {
             let mut g = GuestState { regs, cs, ss };
             if was_kernel {
                 self.stats.hypercalls += 1;
+                self.hypercall_counts[(g.regs.rax as usize).min(63)] += 1;
                 self.hypercall(&mut g)?;
             } else {
                 self.stats.syscalls += 1;

@@ -86,6 +86,10 @@ pub struct Vcpu {
     pub pt: crate::mmu::PageTables,
     /// Recent exits, for diagnosing a crash.
     pub trace: std::collections::VecDeque<String>,
+    /// Hypercalls by number (63 = any larger), logged when the domain ends.
+    pub hypercall_counts: [u64; 64],
+    /// KVM_RUN durations in µs (last bucket: 2 ms or more).
+    pub run_us_histogram: Vec<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -179,6 +183,8 @@ impl Vcpu {
             gdt_frames: Vec::new(),
             pt: Default::default(),
             trace: Default::default(),
+            hypercall_counts: [0; 64],
+            run_us_histogram: vec![0; 2001],
         }
     }
 
@@ -249,6 +255,19 @@ impl Vcpu {
         };
         self.dom.vcpu_thread.store(0, Ordering::SeqCst);
         KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
+        match crate::kvm_stats::read_vcpu(&self.fd) {
+            Ok(s) => tracing::info!("KVM's counters: {}", crate::kvm_stats::summary(&s)),
+            Err(e) => tracing::debug!("no KVM stats: {e}"),
+        }
+        let by_nr: Vec<String> = (0..64)
+            .filter(|&n| self.hypercall_counts[n] != 0)
+            .map(|n| format!("{n}:{}", self.hypercall_counts[n]))
+            .collect();
+        tracing::info!("hypercalls by number: {}", by_nr.join(" "));
+        tracing::info!(
+            "KVM_RUN durations: {}",
+            percentiles(&self.run_us_histogram, &[1, 10, 50, 90, 99])
+        );
         if let ShutdownReason::Crash(why) = &reason {
             tracing::warn!(why, "domain crashed; recent exits: {:?}", self.trace);
         }
@@ -275,6 +294,7 @@ impl Vcpu {
         let exit = self.fd.run();
         let ns = t0.elapsed().as_nanos() as u64;
         self.stats.run_ns += ns;
+        self.run_us_histogram[((ns / 1000) as usize).min(2000)] += 1;
         if had_ptw > 0 {
             self.stats.ptw_runs += 1;
             self.stats.ptw_run_ns += ns;
@@ -435,6 +455,25 @@ impl Vcpu {
             self.note(s);
         }
     }
+}
+
+/// "p1=10us p50=104us ..." from a histogram of 1 µs buckets.
+fn percentiles(hist: &[u64], points: &[u64]) -> String {
+    let total: u64 = hist.iter().sum();
+    let mut out = Vec::new();
+    let mut acc = 0;
+    let mut next = points.iter().peekable();
+    for (us, c) in hist.iter().enumerate() {
+        acc += c;
+        while let Some(&&p) = next.peek() {
+            if acc * 100 < p * total {
+                break;
+            }
+            out.push(format!("p{p}={us}us"));
+            next.next();
+        }
+    }
+    out.join(" ")
 }
 
 fn kvm_interrupt_ioctl() -> libc::c_ulong {
