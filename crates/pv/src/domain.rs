@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::events::{EventBits, EventChannels, Port, Wakeup};
+use crate::grant::GrantTable;
 use crate::layout::hv;
 use crate::machine::Machine;
 use crate::time::Clock;
@@ -57,6 +58,8 @@ pub trait DeviceHub: Send + Sync {
 pub struct DomainShared {
     pub machine: Machine,
     pub events: Mutex<EventChannels>,
+    /// The guest's grant table (backends map granted pages through it).
+    pub grants: GrantTable,
     pub clock: Clock,
     pub wakeup: Wakeup,
     pub hub: Box<dyn DeviceHub>,
@@ -74,9 +77,11 @@ pub struct DomainShared {
 impl DomainShared {
     pub fn new(machine: Machine, clock: Clock, hub: Box<dyn DeviceHub>) -> Arc<DomainShared> {
         let vi = machine.layout.hv_gpa(hv::SHARED_INFO);
+        let grants = GrantTable::new(&machine.layout);
         Arc::new(DomainShared {
             machine,
             events: Mutex::new(EventChannels::default()),
+            grants,
             clock,
             wakeup: Wakeup::default(),
             hub,

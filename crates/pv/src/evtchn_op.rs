@@ -1,4 +1,4 @@
-//! `event_channel_op` and `grant_table_op` hypercalls.
+//! The `event_channel_op` hypercall.
 
 use xen_abi::*;
 
@@ -117,52 +117,6 @@ impl Vcpu {
             // FIFO event channels are not offered: Linux falls back to 2-level.
             EVTCHNOP_INIT_CONTROL | EVTCHNOP_EXPAND_ARRAY | EVTCHNOP_SET_PRIORITY => {
                 Err(-XEN_ENOSYS)
-            }
-            _ => Err(-XEN_ENOSYS),
-        }
-    }
-
-    pub fn grant_table_op(&mut self, cmd: u32, arg: u64, count: u64) -> Result<i64, i64> {
-        let l = self.dom.machine.layout;
-        match cmd {
-            GNTTABOP_QUERY_SIZE => {
-                // { u16 dom; u32 nr_frames (out); u32 max_nr_frames (out); i16 status (out) }
-                self.write_guest_obj(arg + 4, &1u32).map_err(|_| EFAULT)?;
-                self.write_guest_obj(arg + 8, &(l.grant_frames as u32))
-                    .map_err(|_| EFAULT)?;
-                self.write_guest_obj(arg + 12, &0i16).map_err(|_| EFAULT)?;
-                Ok(0)
-            }
-            GNTTABOP_SETUP_TABLE => {
-                if count != 1 {
-                    return Err(EINVAL);
-                }
-                // { u16 dom; u32 nr_frames; i16 status (out); u64 frame_list handle }
-                let nr = self.read_guest_obj::<u32>(arg + 4).map_err(|_| EFAULT)? as u64;
-                let list = self.read_guest_obj::<u64>(arg + 16).map_err(|_| EFAULT)?;
-                let status: i16 = if nr > l.grant_frames { -1 } else { 0 };
-                if status == 0 {
-                    for i in 0..nr {
-                        let mfn = l.hv_pfn(l.grant_frames_start + i);
-                        self.write_guest_obj(list + i * 8, &mfn)
-                            .map_err(|_| EFAULT)?;
-                    }
-                }
-                self.write_guest_obj(arg + 8, &status).map_err(|_| EFAULT)?;
-                Ok(0)
-            }
-            GNTTABOP_SET_VERSION => {
-                let v = self.read_guest_obj::<u32>(arg).map_err(|_| EFAULT)?;
-                if v == 1 || v == 0 {
-                    self.write_guest_obj(arg, &1u32).map_err(|_| EFAULT)?;
-                    Ok(0)
-                } else {
-                    Err(EINVAL)
-                }
-            }
-            GNTTABOP_GET_VERSION => {
-                self.write_guest_obj(arg + 4, &1u32).map_err(|_| EFAULT)?;
-                Ok(0)
             }
             _ => Err(-XEN_ENOSYS),
         }

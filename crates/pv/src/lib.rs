@@ -13,8 +13,12 @@ pub mod domain;
 pub mod emulate;
 /// Two-level event channels.
 pub mod events;
-/// Event channel and grant table hypercalls.
+/// The event channel hypercall.
 pub mod evtchn_op;
+/// Grant tables v1 and checked backend access to granted pages.
+pub mod grant;
+/// The grant table hypercall.
+pub mod grant_op;
 /// Hypercall dispatch.
 pub mod hypercall;
 /// KVM's own per-vCPU counters (binary stats fd).
