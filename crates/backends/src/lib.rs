@@ -9,8 +9,14 @@
 //! (atomic index loads and stores, volatile byte copies), so a backend can be
 //! tested against a page in memory that plays the guest.
 
+/// The block backend's request engine (`io/blkif.h`).
+pub mod blkback;
 /// The PV console ring (`hvc0`, `io/console.h`).
 pub mod console;
+/// The backend side of `io/ring.h` request/response rings.
+pub mod io_ring;
+/// Virtual block devices on xenbus: nodes and handshake.
+pub mod vbd;
 
 pub use console::{ConsoleBackend, ConsoleError};
 pub use xenstore::ring::{OwnedPage, RawPage, SharedPage};

@@ -1,0 +1,403 @@
+//! A virtual block device on xenbus: the xenstore nodes of the backend and
+//! frontend directories, and the backend's half of the xenbus handshake
+//! with xen-blkfront.
+//!
+//! Handshake (`xen/io/blkif.h`, Linux's `xen-blkfront.c`):
+//! 1. We write both directories, the backend's features and `state` =
+//!    InitWait (the toolstack's and blkback's probe steps at once).
+//! 2. The frontend writes `ring-ref`, `event-channel`, `protocol`, and
+//!    `state` = Initialised.
+//! 3. We map the ring, bind the event channel, write `sectors`, `info`,
+//!    `sector-size` and `state` = Connected.
+//! 4. Frontend `Closing`/`Closed`: we disconnect and follow it; a frontend
+//!    back at `Initialising` (module reload, kexec) gets InitWait again.
+//!
+//! The frontend's state arrives through a xenstore watch on a dom0
+//! connection of our own. Everything the frontend writes is untrusted: a
+//! missing or bad node gets a message in the backend's `error` node and the
+//! device stays disconnected.
+
+use disk::Disk;
+use xen_abi::io::xenbus::XenbusState;
+use xen_abi::GrantRef;
+use xenstore::ring::SharedPage;
+use xenstore::wire::MsgType;
+use xenstore::{ConnId, DomId, Message, Perm, Perms, Xenstore, XsResult, DOM0};
+
+use crate::blkback::{Blkback, GrantedPages, MAX_INDIRECT_SEGMENTS};
+
+/// What the toolstack says about one disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VbdConfig {
+    /// The guest.
+    pub domid: DomId,
+    /// xenbus device id (the `virtual-device` number, 51712 for xvda).
+    pub devid: u32,
+    /// The name the user gave (`xvda`), for `dev`.
+    pub vdev: String,
+    /// Read-only access (`access=ro`).
+    pub read_only: bool,
+    /// A CD-ROM (`devtype=cdrom`): read-only, `device-type` cdrom.
+    pub cdrom: bool,
+    /// The image, for the `params` node.
+    pub params: String,
+    /// The image format, for the `type` node's neighbour `format`.
+    pub format: String,
+}
+
+/// The hypervisor side the backend needs: ring mapping and event channels.
+pub trait FrontendLink {
+    /// A mapped ring page.
+    type Page: SharedPage;
+    /// Maps (and pins) the ring page the frontend granted under `gref`.
+    fn map_ring(&self, gref: GrantRef) -> Result<Self::Page, String>;
+    /// Ends the mapping of a ring page.
+    fn unmap_ring(&self, gref: GrantRef);
+    /// Binds the frontend's unbound port (allocated for dom0) to us.
+    fn bind_event(&self, port: u32) -> Result<(), String>;
+    /// Closes our end of the port.
+    fn unbind_event(&self, port: u32);
+}
+
+/// Native protocol name (`XEN_IO_PROTO_ABI_X86_64`).
+const PROTOCOL_NATIVE: &str = "x86_64-abi";
+
+struct Connection<P> {
+    engine: Blkback<P>,
+    gref: GrantRef,
+    port: u32,
+}
+
+/// One vbd: its xenstore paths, the disk, and the connection when there is one.
+pub struct Vbd<P> {
+    cfg: VbdConfig,
+    backend: String,
+    frontend: String,
+    state: XenbusState,
+    watch: ConnId,
+    disk: Option<Box<dyn Disk>>,
+    conn: Option<Connection<P>>,
+    broken: bool,
+}
+
+impl<P: SharedPage> Vbd<P> {
+    /// Writes the device's nodes into the store and starts watching the
+    /// frontend. The disk stays open (and locked) as long as the vbd lives.
+    pub fn create(xs: &mut Xenstore, cfg: VbdConfig, disk: Box<dyn Disk>) -> XsResult<Vbd<P>> {
+        let (dom, dev) = (cfg.domid, cfg.devid);
+        let backend = format!("/local/domain/0/backend/vbd/{dom}/{dev}");
+        let frontend = format!("/local/domain/{dom}/device/vbd/{dev}");
+        let read_only = cfg.read_only || cfg.cdrom || disk.read_only();
+        // Backend: dom0's, readable by the guest. Frontend: the guest's,
+        // readable by dom0 (as libxl sets them).
+        let be_perms = || Perms::new(DOM0, Perm::None).with(dom, Perm::Read);
+        let fe_perms = || Perms::new(dom, Perm::None).with(DOM0, Perm::Read);
+        let put = |xs: &mut Xenstore, path: String, v: &str, perms: Perms| -> XsResult<()> {
+            xs.write(DOM0, &path, v.as_bytes())?;
+            xs.set_perms(DOM0, &path, perms)
+        };
+        let device_vbd = format!("/local/domain/{dom}/device/vbd");
+        if xs.read(DOM0, &device_vbd).is_err() {
+            xs.mkdir(DOM0, &device_vbd)?;
+            xs.set_perms(DOM0, &device_vbd, be_perms())?;
+        }
+        xs.mkdir(DOM0, &frontend)?;
+        xs.set_perms(DOM0, &frontend, fe_perms())?;
+        let device_type = if cfg.cdrom { "cdrom" } else { "disk" };
+        let fe = |k: &str| format!("{frontend}/{k}");
+        put(xs, fe("backend"), &backend, fe_perms())?;
+        put(xs, fe("backend-id"), "0", fe_perms())?;
+        put(xs, fe("virtual-device"), &dev.to_string(), fe_perms())?;
+        put(xs, fe("device-type"), device_type, fe_perms())?;
+        put(
+            xs,
+            fe("state"),
+            &XenbusState::Initialising.to_string(),
+            fe_perms(),
+        )?;
+
+        xs.mkdir(DOM0, &backend)?;
+        xs.set_perms(DOM0, &backend, be_perms())?;
+        let be = |k: &str| format!("{backend}/{k}");
+        let mode = if read_only { "r" } else { "w" };
+        let nodes: Vec<(&str, String)> = vec![
+            ("frontend", frontend.clone()),
+            ("frontend-id", dom.to_string()),
+            ("params", cfg.params.clone()),
+            ("type", "rxen".into()),
+            ("format", cfg.format.clone()),
+            ("mode", mode.into()),
+            ("online", "1".into()),
+            ("removable", "0".into()),
+            ("bootable", "1".into()),
+            ("dev", cfg.vdev.clone()),
+            ("device-type", device_type.into()),
+            ("feature-flush-cache", "1".into()),
+            ("feature-barrier", "1".into()),
+            (
+                "feature-max-indirect-segments",
+                MAX_INDIRECT_SEGMENTS.to_string(),
+            ),
+            ("feature-persistent", "0".into()),
+        ];
+        for (k, v) in nodes {
+            put(xs, be(k), &v, be_perms())?;
+        }
+        if !read_only {
+            for (k, v) in [
+                ("feature-discard", "1"),
+                ("discard-granularity", "4096"),
+                ("discard-alignment", "0"),
+                ("discard-secure", "0"),
+            ] {
+                put(xs, be(k), v, be_perms())?;
+            }
+        }
+        put(
+            xs,
+            be("state"),
+            &XenbusState::InitWait.to_string(),
+            be_perms(),
+        )?;
+
+        let watch = xs.connect(DOM0);
+        let token = format!("vbd-{dom}-{dev}");
+        let msg = Message::request(
+            MsgType::Watch,
+            0,
+            0,
+            &[fe("state").as_bytes(), token.as_bytes()],
+        );
+        let reply = xs.handle(watch, &msg);
+        if let Some(e) = reply.first().and_then(Message::error) {
+            return Err(e);
+        }
+        Ok(Vbd {
+            cfg,
+            backend,
+            frontend,
+            state: XenbusState::InitWait,
+            watch,
+            disk: Some(disk),
+            conn: None,
+            broken: false,
+        })
+    }
+
+    /// The backend directory.
+    pub fn backend_path(&self) -> &str {
+        &self.backend
+    }
+
+    /// The frontend directory.
+    pub fn frontend_path(&self) -> &str {
+        &self.frontend
+    }
+
+    /// The backend's xenbus state.
+    pub fn state(&self) -> XenbusState {
+        self.state
+    }
+
+    /// The bound event channel while connected.
+    pub fn port(&self) -> Option<u32> {
+        self.conn.as_ref().map(|c| c.port)
+    }
+
+    /// The engine's counters while connected.
+    pub fn stats(&self) -> Option<crate::blkback::BlkStats> {
+        self.conn.as_ref().map(|c| c.engine.stats())
+    }
+
+    /// Handles the frontend's state changes reported by our watch. Returns
+    /// whether anything happened (the caller then flushes xenstore output
+    /// to the guest).
+    pub fn poll_store(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) -> bool {
+        if xs.take_events(self.watch).is_empty() {
+            return false;
+        }
+        let fe_state = xs
+            .read(DOM0, &format!("{}/state", self.frontend))
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.parse::<XenbusState>().ok())
+            .unwrap_or(XenbusState::Unknown);
+        tracing::debug!(vbd = %self.backend, ?fe_state, be_state = ?self.state, "frontend state");
+        match fe_state {
+            XenbusState::Initialising => {
+                if self.state == XenbusState::Closed {
+                    self.broken = false;
+                    self.switch(xs, XenbusState::InitWait);
+                }
+            }
+            XenbusState::Initialised | XenbusState::Connected => {
+                if self.conn.is_none() && !self.broken && self.state == XenbusState::InitWait {
+                    match self.connect(xs, link) {
+                        Ok(()) => self.switch(xs, XenbusState::Connected),
+                        Err(e) => {
+                            tracing::warn!("{}: cannot connect: {e}", self.backend);
+                            let _ =
+                                xs.write(DOM0, &format!("{}/error", self.backend), e.as_bytes());
+                            self.broken = true;
+                            self.switch(xs, XenbusState::Closing);
+                        }
+                    }
+                }
+            }
+            XenbusState::Closing => {
+                self.disconnect(link);
+                self.switch(xs, XenbusState::Closing);
+            }
+            XenbusState::Closed | XenbusState::Unknown => {
+                self.disconnect(link);
+                if self.state != XenbusState::InitWait {
+                    self.switch(xs, XenbusState::Closed);
+                }
+            }
+            XenbusState::InitWait | XenbusState::Reconfiguring | XenbusState::Reconfigured => {}
+        }
+        true
+    }
+
+    fn switch(&mut self, xs: &mut Xenstore, s: XenbusState) {
+        if self.state == s {
+            return;
+        }
+        self.state = s;
+        if let Err(e) = xs.write(
+            DOM0,
+            &format!("{}/state", self.backend),
+            s.to_string().as_bytes(),
+        ) {
+            tracing::warn!("{}: cannot write state: {e}", self.backend);
+        }
+    }
+
+    fn read_u32(&self, xs: &mut Xenstore, key: &str) -> Result<Option<u32>, String> {
+        match xs.read(DOM0, &format!("{}/{key}", self.frontend)) {
+            Err(_) => Ok(None),
+            Ok(v) => {
+                let s = String::from_utf8_lossy(&v);
+                s.trim()
+                    .parse::<u32>()
+                    .map(Some)
+                    .map_err(|_| format!("frontend {key} {s:?} is not a number"))
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        xs: &mut Xenstore,
+        link: &impl FrontendLink<Page = P>,
+    ) -> Result<(), String> {
+        // One ring page, one queue: we offer neither max-ring-page-order nor
+        // multi-queue-max-queues, so a conforming frontend uses neither.
+        if self.read_u32(xs, "ring-page-order")?.unwrap_or(0) != 0 {
+            return Err("multi-page rings are not supported".into());
+        }
+        if self.read_u32(xs, "multi-queue-num-queues")?.unwrap_or(1) != 1 {
+            return Err("multi-queue is not supported".into());
+        }
+        let gref = self
+            .read_u32(xs, "ring-ref")?
+            .ok_or("frontend wrote no ring-ref")?;
+        let port = self
+            .read_u32(xs, "event-channel")?
+            .ok_or("frontend wrote no event-channel")?;
+        if let Ok(p) = xs.read(DOM0, &format!("{}/protocol", self.frontend)) {
+            let p = String::from_utf8_lossy(&p);
+            let p = p.trim_end_matches('\0');
+            if p != PROTOCOL_NATIVE {
+                return Err(format!("unsupported ring protocol {p:?}"));
+            }
+        }
+        let disk = self.disk.take().ok_or("no disk")?;
+        let page = match link.map_ring(gref) {
+            Ok(p) => p,
+            Err(e) => {
+                self.disk = Some(disk);
+                return Err(format!("ring-ref {gref}: {e}"));
+            }
+        };
+        if let Err(e) = link.bind_event(port) {
+            link.unmap_ring(gref);
+            self.disk = Some(disk);
+            return Err(format!("event-channel {port}: {e}"));
+        }
+        let sectors = disk.size() / 512;
+        let read_only = self.cfg.read_only || self.cfg.cdrom || disk.read_only();
+        let mut info = 0;
+        if read_only {
+            info |= xen_abi::io::blkif::VDISK_READONLY;
+        }
+        if self.cfg.cdrom {
+            info |= xen_abi::io::blkif::VDISK_CDROM | xen_abi::io::blkif::VDISK_REMOVABLE;
+        }
+        let be = |k: &str| format!("{}/{k}", self.backend);
+        for (k, v) in [
+            ("sectors", sectors.to_string()),
+            ("info", info.to_string()),
+            ("sector-size", "512".to_string()),
+            ("physical-sector-size", "512".to_string()),
+        ] {
+            xs.write(DOM0, &be(k), v.as_bytes())
+                .map_err(|e| format!("writing {k}: {e}"))?;
+        }
+        let name = format!(
+            "vbd {}/{} ({})",
+            self.cfg.domid, self.cfg.vdev, self.cfg.params
+        );
+        tracing::info!(
+            "{name}: connected, ring-ref {gref}, event-channel {port}, {sectors} sectors"
+        );
+        self.conn = Some(Connection {
+            engine: Blkback::new(page, disk, read_only, name),
+            gref,
+            port,
+        });
+        Ok(())
+    }
+
+    fn disconnect(&mut self, link: &impl FrontendLink<Page = P>) {
+        if let Some(c) = self.conn.take() {
+            link.unbind_event(c.port);
+            link.unmap_ring(c.gref);
+            self.disk = Some(c.engine.into_disk());
+            tracing::info!("{}: disconnected", self.backend);
+        }
+    }
+
+    /// The frontend notified our event channel: serve the ring. Returns
+    /// whether to notify it back. A corrupt ring disconnects the device.
+    pub fn notified(
+        &mut self,
+        grants: &dyn GrantedPages,
+        link: &impl FrontendLink<Page = P>,
+    ) -> bool {
+        let Some(c) = self.conn.as_mut() else {
+            return false;
+        };
+        match c.engine.service(grants) {
+            Ok(notify) => notify,
+            Err(e) => {
+                tracing::warn!("{}: {e}; device disconnected", self.backend);
+                self.broken = true;
+                self.disconnect(link);
+                false
+            }
+        }
+    }
+
+    /// Flushes the disk (domain shutdown); the device stays as it is.
+    pub fn flush(&mut self) {
+        let r = match (&mut self.conn, &mut self.disk) {
+            (Some(c), _) => c.engine.flush_disk(),
+            (None, Some(d)) => d.flush().map_err(|e| e.to_string()),
+            (None, None) => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::warn!("{}: flush failed: {e}", self.backend);
+        }
+    }
+}
