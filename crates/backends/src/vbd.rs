@@ -41,8 +41,10 @@ pub struct VbdConfig {
     pub cdrom: bool,
     /// The image, for the `params` node.
     pub params: String,
-    /// The image format, for the `type` node's neighbour `format`.
+    /// The image format, for the `format` node.
     pub format: String,
+    /// Offer discard to the guest (`discard`, the default; `no-discard`).
+    pub discard: bool,
 }
 
 /// The hypervisor side the backend needs: ring mapping and event channels.
@@ -143,7 +145,7 @@ impl<P: SharedPage> Vbd<P> {
         for (k, v) in nodes {
             put(xs, be(k), &v, be_perms())?;
         }
-        if !read_only {
+        if !read_only && cfg.discard {
             for (k, v) in [
                 ("feature-discard", "1"),
                 ("discard-granularity", "4096"),
@@ -391,6 +393,9 @@ impl<P: SharedPage> Vbd<P> {
 
     /// Flushes the disk (domain shutdown); the device stays as it is.
     pub fn flush(&mut self) {
+        if let Some(st) = self.stats() {
+            tracing::info!("{}: {st:?}", self.backend);
+        }
         let r = match (&mut self.conn, &mut self.disk) {
             (Some(c), _) => c.engine.flush_disk(),
             (None, Some(d)) => d.flush().map_err(|e| e.to_string()),

@@ -115,6 +115,7 @@ fn cfg(read_only: bool, path: &std::path::Path) -> VbdConfig {
         cdrom: false,
         params: path.display().to_string(),
         format: "raw".into(),
+        discard: true,
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! The hub is handed to `pv::launch::prepare` before the ring pages are
 //! known, so it starts empty and [`HubState::attach`] wires the rings once
-//! the domain is built. Lock order: `console` or `xenstore`, then `output`.
+//! the domain is built. Lock order: `console` or `xenstore`, then `output`;
+//! `xenstore`, then `blk`.
 
 use std::fs::File;
 use std::io::Write;
@@ -91,6 +92,8 @@ pub struct HubState {
     console_io_cr: Mutex<bool>,
     console: Mutex<Option<ConsoleSlot>>,
     xenstore: Mutex<Option<XenstoreSlot>>,
+    /// Virtual block devices (see `blk.rs`).
+    blk: Mutex<crate::blk::BlockDevices>,
 }
 
 /// Maps guest frame `pfn` of `dom` as a shared page.
@@ -154,6 +157,16 @@ impl HubState {
         Ok(())
     }
 
+    /// Hands the domain's vbds to the hub (before [`HubState::attach`]).
+    pub fn attach_block(&self, devices: crate::blk::BlockDevices) {
+        *self.blk.lock().unwrap() = devices;
+    }
+
+    /// Makes every disk's writes durable (the domain stopped).
+    pub fn flush_block(&self) {
+        self.blk.lock().unwrap().flush_all();
+    }
+
     /// Stops console output to the terminal (the log goes on).
     pub fn detach_terminal(&self) {
         self.output.lock().unwrap().detach_terminal();
@@ -214,13 +227,22 @@ impl HubState {
         }
     }
 
-    fn service_xenstore(&self) -> Option<u32> {
+    fn service_xenstore(&self, dom: &DomainShared) -> Option<u32> {
         let mut slot = self.xenstore.lock().unwrap();
         let s = slot.as_mut()?;
         if s.broken {
             return None;
         }
-        match s.conn.poll(&mut s.xs) {
+        let polled = s.conn.poll(&mut s.xs).and_then(|moved| {
+            // The guest may have moved a frontend along; the backend's
+            // answer fires the guest's watches, delivered by polling again.
+            if self.blk.lock().unwrap().poll_store(dom, &mut s.xs) {
+                Ok(s.conn.poll(&mut s.xs)? || moved)
+            } else {
+                Ok(moved)
+            }
+        });
+        match polled {
             Ok(moved) => moved.then_some(s.port),
             Err(e) => {
                 tracing::warn!("xenstore connection closed: {e}");
@@ -264,7 +286,9 @@ impl DeviceHub for Hub {
         let raise = if Some(port) == console {
             self.0.service_console()
         } else if Some(port) == xenstore {
-            self.0.service_xenstore()
+            self.0.service_xenstore(dom)
+        } else if let Some(notify) = self.0.blk.lock().unwrap().notified(dom, port) {
+            notify.then_some(port)
         } else {
             tracing::debug!(port, "notification on a port with no backend");
             None

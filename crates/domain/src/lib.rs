@@ -8,10 +8,12 @@
 //!
 //! - [`hub`]: the [`pv::domain::DeviceHub`] (console ring, xenstore ring,
 //!   `console_io` output).
+//! - [`blk`]: the domain's disks (images, vbds, blkback's hypervisor side).
 //! - [`store_layout`]: the xenstore tree written before boot.
 //! - [`terminal`]: raw mode, the stdin reader, the `^]` escape, signals.
 //! - [`state`]: where a domain's files live.
 
+pub mod blk;
 pub mod hub;
 pub mod state;
 pub mod store_layout;
@@ -45,6 +47,8 @@ pub struct DomainSpec {
     pub kernel: PathBuf,
     pub ramdisk: Option<PathBuf>,
     pub cmdline: String,
+    /// Disks (`disk=[...]`).
+    pub disks: Vec<blk::DiskAttach>,
 }
 
 /// How to run in the foreground.
@@ -97,6 +101,8 @@ pub enum MonitorError {
     Xenstore(XsError),
     #[error(transparent)]
     Attach(#[from] hub::AttachError),
+    #[error(transparent)]
+    Block(#[from] blk::BlockError),
     #[error("cannot put the terminal in raw mode: {0}")]
     Terminal(std::io::Error),
 }
@@ -119,6 +125,8 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
     let terminal: Option<Box<dyn std::io::Write + Send>> = opts
         .attach_console
         .then(|| Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>);
+    // Disk images are opened (and locked) before anything is built.
+    let disks = blk::open_disks(&spec.disks)?;
     let hub = HubState::new(ConsoleOutput::new(terminal, log));
 
     // Block the signals before any domain thread exists, so every thread
@@ -160,6 +168,8 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
         },
     )
     .map_err(MonitorError::Xenstore)?;
+    prepared.dom.grants.set_own_domid(opts.domid);
+    hub.attach_block(blk::BlockDevices::create(&mut xs, opts.domid, disks)?);
     hub.attach(&prepared.dom, boot, xs, opts.domid)?;
 
     let control = Arc::new(terminal::Control::default());
@@ -199,6 +209,7 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
     let started = Instant::now();
     let (reason, stats) = prepared.run();
     let elapsed = started.elapsed();
+    hub.flush_block();
 
     control.stop.store(true, Ordering::SeqCst);
     for t in threads {

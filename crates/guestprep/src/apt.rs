@@ -48,6 +48,9 @@ pub(crate) struct Wanted<'a> {
     /// Member of the package's file system, as `tar` names it (wildcards allowed),
     /// e.g. `./boot/vmlinuz-*` or `./bin/busybox`.
     pub member: &'a str,
+    /// Appended to the cache directory's name, so several members of one
+    /// package version (a kernel and its modules) each have their own.
+    pub variant: &'a str,
 }
 
 impl Apt {
@@ -184,7 +187,11 @@ impl Apt {
                 return read_pointer(&root, &pointer).ok_or(e);
             }
         };
-        let dir_name = format!("{package}_{}", version.replace(':', "%3a"));
+        let dir_name = format!(
+            "{package}_{}{}",
+            version.replace(':', "%3a"),
+            wanted.variant
+        );
         let dir = root.join(&dir_name);
         let file = match only_file(&dir) {
             Some(f) => f,
@@ -503,6 +510,7 @@ busybox-static:
             package: "linux-image-amd64",
             via_metapackage: true,
             member: "./boot/vmlinuz-*",
+            variant: "",
         };
         let err = apt.fetch(&cache, &wanted).unwrap_err();
         assert!(matches!(err, PrepError::NoPackageLists { .. }), "{err:?}");

@@ -120,6 +120,7 @@ fn debian_kernel_in(cache: &Path, apt: &Apt, flavour: Flavour) -> Result<Kernel,
             package: meta,
             via_metapackage: true,
             member: "./boot/vmlinuz-*",
+            variant: "",
         },
     )?;
     let version = vmlinuz
@@ -135,6 +136,28 @@ fn debian_kernel_in(cache: &Path, apt: &Apt, flavour: Flavour) -> Result<Kernel,
     Ok(Kernel { vmlinuz, version })
 }
 
+/// A module of Debian's current kernel of `flavour` (`path` below the
+/// modules' `kernel/` directory, e.g. `drivers/block/xen-blkfront.ko`),
+/// downloaded on first use, for initramfs images that need a driver the
+/// kernel builds as a module (Debian's modules are not compressed).
+pub fn kernel_module(flavour: Flavour, path: &str) -> Result<PathBuf, PrepError> {
+    let meta = flavour.metapackage();
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let key = format!("{meta}--{name}");
+    let member = format!("./lib/modules/*/kernel/{path}");
+    let variant = format!("--{name}");
+    Apt::default().fetch(
+        &cache_dir(),
+        &Wanted {
+            key: &key,
+            package: meta,
+            via_metapackage: true,
+            member: &member,
+            variant: &variant,
+        },
+    )
+}
+
 /// Debian's `busybox-static` binary, downloaded on first use.
 fn busybox_in(cache: &Path, apt: &Apt) -> Result<PathBuf, PrepError> {
     apt.fetch(
@@ -144,6 +167,7 @@ fn busybox_in(cache: &Path, apt: &Apt) -> Result<PathBuf, PrepError> {
             package: "busybox-static",
             via_metapackage: false,
             member: "./bin/busybox",
+            variant: "",
         },
     )
 }

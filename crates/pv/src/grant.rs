@@ -259,6 +259,11 @@ impl GrantTable {
         }
     }
 
+    /// Ends a pin kept with [`GrantedPage::keep`].
+    pub fn release(&self, ram: &GuestRam, gref: GrantRef, access: Access) {
+        self.unpin(ram, gref, access);
+    }
+
     /// Number of entries currently pinned (for tests and diagnostics).
     pub fn pinned(&self) -> usize {
         self.pins
@@ -305,6 +310,15 @@ pub struct GrantedPage<'a> {
 }
 
 impl GrantedPage<'_> {
+    /// Keeps the pin beyond this value (a ring page used for as long as a
+    /// device is connected) and returns the page's guest-physical address.
+    /// End it with [`GrantTable::release`].
+    pub fn keep(self) -> u64 {
+        let gpa = self.gpa;
+        std::mem::forget(self);
+        gpa
+    }
+
     pub fn gref(&self) -> GrantRef {
         self.gref
     }
@@ -403,6 +417,15 @@ mod tests {
         }
         assert_eq!(flags(&ram, &t, 8), GTF_PERMIT_ACCESS, "pins cleared");
         assert_eq!(t.pinned(), 0);
+        // A kept pin lasts until released.
+        let gpa = t.map(&ram, BACKEND, 8, Access::Write).unwrap().keep();
+        assert_eq!(gpa, 5 * 4096);
+        assert_eq!(
+            flags(&ram, &t, 8),
+            GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING
+        );
+        t.release(&ram, 8, Access::Write);
+        assert_eq!(flags(&ram, &t, 8), GTF_PERMIT_ACCESS);
         let mut b = [0; 5];
         ram.read(5 * 4096 + 100, &mut b).unwrap();
         assert_eq!(&b, b"world");

@@ -160,12 +160,23 @@ fn create(args: CreateArgs) -> Result<Status> {
             cfg.vcpus
         );
     }
-    if !cfg.disks.is_empty() || !cfg.vifs.is_empty() {
+    if !cfg.vifs.is_empty() {
         eprintln!(
-            "{}: warning: disks and network interfaces are not supported yet; \
+            "{}: warning: network interfaces are not supported yet; \
              the domain boots without them",
             file.display()
         );
+    }
+    let mut disks = Vec::new();
+    for d in &cfg.disks {
+        match disk_attach(d).with_context(|| format!("{}: disk {}", file.display(), d.vdev.name))? {
+            Some(a) => disks.push(a),
+            None => eprintln!(
+                "{}: warning: disk {}: an empty CD-ROM drive is not offered yet; skipped",
+                file.display(),
+                d.vdev.name
+            ),
+        }
     }
     let spec = DomainSpec {
         name: cfg.name.clone(),
@@ -176,8 +187,46 @@ fn create(args: CreateArgs) -> Result<Status> {
         kernel: cfg.kernel.clone(),
         ramdisk: cfg.ramdisk.clone(),
         cmdline: cfg.cmdline.clone().unwrap_or_default(),
+        disks,
     };
     run(&spec, args.console, args.quiet)
+}
+
+/// What the block backend serves for one `disk=` entry; `None` for an
+/// empty CD-ROM drive. Parts of xl's disk syntax rxen does not do yet are
+/// refused with a reason rather than ignored.
+fn disk_attach(d: &toolstack::config::disk::DiskSpec) -> Result<Option<domain::blk::DiskAttach>> {
+    use toolstack::config::disk::{DevType, DiskFormat, Specification};
+    let format = match d.format {
+        DiskFormat::Raw => disk::Format::Raw,
+        DiskFormat::Qcow2 => disk::Format::Qcow2,
+        DiskFormat::Empty => return Ok(None),
+        other => anyhow::bail!("format {other:?} is not supported (raw and qcow2 are)"),
+    };
+    if d.script.is_some() {
+        anyhow::bail!("hotplug scripts (script=) are not supported");
+    }
+    if let Some(b) = &d.backend {
+        if b != "0" && b != "Domain-0" {
+            anyhow::bail!("backend domain {b:?}: only domain 0 serves disks");
+        }
+    }
+    if d.specification == Some(Specification::Virtio) {
+        anyhow::bail!("specification=virtio: PV guests get xen-blkfront disks");
+    }
+    let Some(path) = d.host_path() else {
+        return Ok(None);
+    };
+    Ok(Some(domain::blk::DiskAttach {
+        path,
+        format,
+        vdev: d.vdev.name.clone(),
+        devid: d.vdev.devid,
+        read_only: !d.is_writable(),
+        cdrom: d.devtype == DevType::Cdrom,
+        direct: d.direct_io_safe,
+        discard: d.discard.unwrap_or(true),
+    }))
 }
 
 fn demo(args: DemoArgs) -> Result<Status> {
@@ -216,6 +265,7 @@ fn demo(args: DemoArgs) -> Result<Status> {
         kernel: kernel.vmlinuz,
         ramdisk: Some(initramfs),
         cmdline: "console=hvc0".into(),
+        disks: Vec::new(),
     };
     eprintln!(
         "rxen: booting Linux {} as domain 'demo' (256 MiB, console=hvc0); ^] ends it",
