@@ -124,8 +124,9 @@ impl Machine {
 
         // Slot 257: shim pages (supervisor only) and the M2P (user, read-only).
         let upper = PTE_P | PTE_RW | PTE_A | PTE_D;
-        // Upper levels allow user access; every leaf but the SYSCALL
-        // trampoline's is supervisor-only.
+        // Upper levels allow user access; every leaf is supervisor-only, so
+        // a SYSCALL (which stays at CPL3 here and jumps to LSTAR, the
+        // trampoline page) faults into the shim at once.
         ram.write_u64(
             l.hv_gpa(hv::SHIM_L3),
             l.hv_gpa(hv::SHIM_L2) | upper | PTE_US,
@@ -136,9 +137,7 @@ impl Machine {
         )?;
         let tramp = hv::CODE + shim::SYSCALL_TRAMP / PAGE_SIZE;
         for p in 0..hv::SHIM_MAPPED_PAGES.min(l.hv_pages) {
-            let leaf = if p == tramp {
-                PTE_P | PTE_US | PTE_A
-            } else if p < hv::CODE + hv::CODE_PAGES {
+            let leaf = if p < hv::CODE + hv::CODE_PAGES || p == tramp {
                 PTE_P | PTE_A
             } else {
                 PTE_P | PTE_RW | PTE_A | PTE_D | PTE_NX

@@ -7,11 +7,12 @@
 //!   VMM carries the vector as the port number and clobbers no register; the
 //!   hardware frame sits on the CPL0 stack where the VMM reads it;
 //! * SYSCALL does not reach CPL0 on this host (the PVM host runs LSTAR's
-//!   code at CPL3), so LSTAR points at a user-accessible trampoline page
-//!   holding `ud2` (`int $n` from CPL3 raises #UD here, so the #UD is used
-//!   directly): the #UD enters the shim like any other vector, with RCX/R11
-//!   still holding what SYSCALL put there, and the frame's RIP pointing at
-//!   the trampoline tells it apart from a real #UD;
+//!   code at CPL3), so LSTAR points at a supervisor-only trampoline page:
+//!   fetching it from CPL3 raises #PF, which enters the shim like any other
+//!   vector, with RCX/R11 still holding what SYSCALL put there; the frame's
+//!   RIP equal to the trampoline tells it apart from a real #PF. (A `ud2`
+//!   in a user-accessible trampoline works too but costs ~8 µs more per
+//!   call: docs/trap-paths.md, variants 2 and 4.);
 //! * after handling an exit, the VMM points RIP at one of the resume paths
 //!   below and RSP at an `iretq` frame it wrote on the CPL0 stack. The resume
 //!   paths optionally apply queued page-table writes (through the direct map,
@@ -22,14 +23,11 @@
 
 use std::arch::global_asm;
 
-/// Vector the SYSCALL trampoline raises (#UD).
-pub const SYSCALL_VECTOR: u8 = 6;
-/// Offset of the SYSCALL trampoline (its own page, the only user-accessible
-/// shim page) from the start of the shim.
+/// Vector a SYSCALL raises on reaching the trampoline (#PF).
+pub const SYSCALL_VECTOR: u8 = 14;
+/// Offset of the SYSCALL trampoline (LSTAR; its own supervisor-only page,
+/// never executed) from the start of the shim.
 pub const SYSCALL_TRAMP: u64 = 4096;
-/// Offset of the faulting RIP reported for the trampoline (a fault reports
-/// the instruction itself).
-pub const SYSCALL_TRAMP_LEN: u64 = 0;
 
 /// Offsets of resume parameters inside the shim data page(s).
 pub mod data {

@@ -6,7 +6,7 @@ use xen_abi::{
     IretContext, FLAT_KERNEL_CS, FLAT_KERNEL_SS, FLAT_USER_CS64, FLAT_USER_SS, VGCF_IN_SYSCALL,
 };
 
-use crate::shim::{SYSCALL_TRAMP, SYSCALL_TRAMP_LEN, SYSCALL_VECTOR};
+use crate::shim::{SYSCALL_TRAMP, SYSCALL_VECTOR};
 use crate::vcpu::{
     crash, GuestState, Handled, Vcpu, KICK_VECTOR, RFLAGS_AC, RFLAGS_IF, RFLAGS_IOPL, RFLAGS_NT,
     RFLAGS_RF, RFLAGS_TF, RFLAGS_VM,
@@ -47,10 +47,13 @@ impl Vcpu {
                 Err(_) => return crash("CPL0 stack frame unreadable"),
             };
         }
-        let tramp_ret = self.dom.machine.shim_va(SYSCALL_TRAMP) + SYSCALL_TRAMP_LEN;
-        if vector == SYSCALL_VECTOR && words[0] == tramp_ret && words[1] & 3 == 3 {
-            // SYSCALL: RCX = return RIP, R11 = RFLAGS, the guest's RSP in the frame.
-            regs.rsp = words[3];
+        // SYSCALL lands on the supervisor-only trampoline page at CPL3: the
+        // fetch faults there, with the trampoline as the frame's RIP.
+        let tramp = self.dom.machine.shim_va(SYSCALL_TRAMP);
+        if vector == SYSCALL_VECTOR && words[1] == tramp && words[2] & 3 == 3 {
+            // SYSCALL: RCX = return RIP, R11 = RFLAGS, the guest's RSP in the
+            // frame ([error code, rip, cs, rflags, rsp, ss]).
+            regs.rsp = words[4];
             regs.rip = regs.rcx;
             regs.rflags = regs.r11;
             cs = if was_kernel {
