@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod exit;
+mod image;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,7 +28,8 @@ const FOREGROUND_DOMID: u16 = 1;
     version,
     about = "Run Xen PV guests (unmodified distribution kernels) on Linux KVM, managed like xl",
     after_help = "Examples:\n  rxen demo                     boot Debian's kernel with a busybox shell\n  \
-                  rxen create -F -c guest.cfg   boot a domain from an xl.cfg file, console attached"
+                  rxen create -F -c guest.cfg   boot a domain from an xl.cfg file, console attached\n  \
+                  rxen image clone base.qcow2 try.qcow2   a thin copy-on-write clone of a disk"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,6 +47,14 @@ enum Command {
     /// Download (once) and boot the default guest with its console attached.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
+    /// Disk images: create, clone (thin copy-on-write), show a backing chain.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  $ rxen image create -f qcow2 root.qcow2 10G\n  \
+                      $ rxen image clone root.qcow2 try.qcow2\n  \
+                      $ rxen image chain try.qcow2"
+    )]
+    Image(image::ImageCommand),
 }
 
 #[derive(clap::Args)]
@@ -117,6 +127,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Create(args) => create(args),
         Command::Demo(args) => demo(args),
+        Command::Image(cmd) => image::run(cmd).map(|()| Status::Poweroff),
     };
     match result {
         Ok(status) => status.code(),
