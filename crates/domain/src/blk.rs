@@ -4,10 +4,12 @@
 //!
 //! Images are opened (and locked) before the domain is built, so a missing,
 //! corrupt or in-use image stops `create` before the guest runs. Requests
-//! are served on the vCPU thread when the guest notifies the device.
+//! are served by a [`BlockWorker`] thread, so the guest runs on while the
+//! host does its I/O (without a worker, on the notifying vCPU thread).
 
 use std::path::PathBuf;
 use std::ptr::NonNull;
+use std::sync::{Condvar, Mutex};
 
 use backends::blkback::GrantedPages;
 use backends::vbd::{FrontendLink, Vbd, VbdConfig};
@@ -200,5 +202,70 @@ impl FrontendLink for Link<'_> {
         if ev.get(port) == Some(Port::Backend) {
             ev.set(port, Port::Unbound { remote: DOM0 });
         }
+    }
+}
+
+/// The thread that serves block rings: the vCPU only records which ports
+/// the guest notified and wakes it.
+#[derive(Default)]
+pub struct BlockWorker {
+    state: Mutex<WorkerState>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    running: bool,
+    stop: bool,
+    pending: Vec<u32>,
+}
+
+impl BlockWorker {
+    /// Queues `port` for the worker; false if no worker runs (serve it
+    /// on the caller's thread then).
+    pub fn kick(&self, port: u32) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if !st.running {
+            return false;
+        }
+        if !st.pending.contains(&port) {
+            st.pending.push(port);
+        }
+        self.cv.notify_one();
+        true
+    }
+
+    /// Serves notified ports of `devices` until [`BlockWorker::stop`].
+    pub fn run(&self, devices: &Mutex<BlockDevices>, dom: &DomainShared) {
+        self.state.lock().unwrap().running = true;
+        loop {
+            let ports = {
+                let mut st = self.state.lock().unwrap();
+                while st.pending.is_empty() && !st.stop {
+                    st = self.cv.wait(st).unwrap();
+                }
+                if st.stop {
+                    st.running = false;
+                    break;
+                }
+                std::mem::take(&mut st.pending)
+            };
+            for port in ports {
+                let served = devices.lock().unwrap().notified(dom, port);
+                match served {
+                    Some(true) => dom.raise(port),
+                    Some(false) => {}
+                    None => tracing::debug!(port, "notification on a port with no backend"),
+                }
+            }
+        }
+        // Requests that came in while stopping are served by the caller's
+        // thread from now on (kick returns false).
+    }
+
+    /// Ends [`BlockWorker::run`].
+    pub fn stop(&self) {
+        self.state.lock().unwrap().stop = true;
+        self.cv.notify_all();
     }
 }

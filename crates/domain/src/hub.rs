@@ -94,6 +94,7 @@ pub struct HubState {
     xenstore: Mutex<Option<XenstoreSlot>>,
     /// Virtual block devices (see `blk.rs`).
     blk: Mutex<crate::blk::BlockDevices>,
+    blk_worker: crate::blk::BlockWorker,
 }
 
 /// Maps guest frame `pfn` of `dom` as a shared page.
@@ -162,8 +163,16 @@ impl HubState {
         *self.blk.lock().unwrap() = devices;
     }
 
-    /// Makes every disk's writes durable (the domain stopped).
-    pub fn flush_block(&self) {
+    /// Serves the block rings on the calling thread until
+    /// [`HubState::stop_block`] (run it on a thread of its own).
+    pub fn run_block(&self, dom: &DomainShared) {
+        self.blk_worker.run(&self.blk, dom);
+    }
+
+    /// Ends [`HubState::run_block`] and makes every disk's writes durable
+    /// (the domain stopped).
+    pub fn stop_block(&self) {
+        self.blk_worker.stop();
         self.blk.lock().unwrap().flush_all();
     }
 
@@ -287,6 +296,8 @@ impl DeviceHub for Hub {
             self.0.service_console()
         } else if Some(port) == xenstore {
             self.0.service_xenstore(dom)
+        } else if self.0.blk_worker.kick(port) {
+            None
         } else if let Some(notify) = self.0.blk.lock().unwrap().notified(dom, port) {
             notify.then_some(port)
         } else {

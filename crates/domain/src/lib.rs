@@ -189,6 +189,15 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
         );
     }
     {
+        let (h, d) = (hub.clone(), prepared.dom.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("rxen-blk".into())
+                .spawn(move || h.run_block(&d))
+                .expect("spawn block thread"),
+        );
+    }
+    {
         let (d, c) = (prepared.dom.clone(), control.clone());
         threads.push(
             std::thread::Builder::new()
@@ -209,7 +218,7 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
     let started = Instant::now();
     let (reason, stats) = prepared.run();
     let elapsed = started.elapsed();
-    hub.flush_block();
+    hub.stop_block();
 
     control.stop.store(true, Ordering::SeqCst);
     for t in threads {
