@@ -41,6 +41,26 @@ pub mod data {
     pub const SWAPGS: u64 = 0x20;
     /// Non-zero: the page-table write path ends with a CR3 load.
     pub const LOAD_CR3: u64 = 0x28;
+    /// 1 while the guest is in kernel mode, 0 in user mode: written by the
+    /// VMM on resume, by the fast paths when they switch modes.
+    pub const MODE: u64 = 0x30;
+    /// Fast paths the VMM allows now: [`FAST_SYSCALL`] | [`FAST_IRET`].
+    pub const FAST: u64 = 0x38;
+    /// Guest kernel stack top (`stack_switch`), 16-byte aligned.
+    pub const KERNEL_SP: u64 = 0x40;
+    /// The guest's syscall callback.
+    pub const SYSCALL_CALLBACK: u64 = 0x48;
+    pub const KERNEL_CR3: u64 = 0x50;
+    pub const USER_CR3: u64 = 0x58;
+    /// Direct-map address of vcpu_info (upcall pending, upcall mask).
+    pub const VCPU_INFO_VA: u64 = 0x68;
+    /// Counters of the fast paths taken.
+    pub const FAST_SYSCALLS: u64 = 0x70;
+    pub const FAST_IRETS: u64 = 0x78;
+    /// [`FAST`] bit: bounce guest user SYSCALLs in the shim.
+    pub const FAST_SYSCALL: u64 = 1;
+    /// [`FAST`] bit: do `HYPERVISOR_iret` to guest user mode in the shim.
+    pub const FAST_IRET: u64 = 2;
     /// Page-table write list: (virtual address, value) pairs, ended by
     /// address 0. An address with bit 0 set means `invlpg (address - 1)`.
     pub const PTW_LIST: u64 = 0x100;
@@ -57,10 +77,130 @@ rxen_shim_start:
     .set vec, 0
     .rept 256
     .balign 8
+    .if vec == 14
+    jmp rxen_shim_pf_entry
+    .else
     out %al, $vec
     ud2
+    .endif
     .set vec, vec + 1
     .endr
+
+    # ---- #PF: a SYSCALL reaching the trampoline, or a real page fault ----
+    # Two paths avoid an exit to the VMM (~45 us each, docs/trap-paths.md)
+    # when the VMM enabled them in FAST: a guest user's SYSCALL bounced to
+    # the guest kernel's syscall callback, and HYPERVISOR_iret back to guest
+    # user mode. Both do what Vcpu::bounce and Vcpu::iret do; anything
+    # unusual takes the exit. The VMM keeps the parameters current on every
+    # resume and reads MODE back after every exit.
+    # Stack on entry: [0] error code, [8] rip, [16] cs, [24] rflags, [32] rsp, [40] ss.
+    .balign 16
+rxen_shim_pf_entry:
+    push %rax
+    lea rxen_syscall_tramp(%rip), %rax
+    cmp %rax, 16(%rsp)
+    jne .Lpf_exit
+    testb $1, rxen_shim_data + 0x30(%rip)      # MODE: guest kernel?
+    jnz .Lhypercall
+    testb $1, rxen_shim_data + 0x38(%rip)      # FAST: syscall bounce
+    jz .Lpf_exit
+    # Guest user SYSCALL: bounce frame [rcx, r11, rip, cs|mask<<32, rflags,
+    # rsp, ss] on the guest kernel stack, reached through the kernel CR3.
+    push %rdx        # [0] rdx [8] rax [16] err [24] rip [32] cs [40] rflags [48] rsp [56] ss
+    mov rxen_shim_data + 0x50(%rip), %rax      # kernel CR3
+    mov %rax, %cr3
+    mov rxen_shim_data + 0x40(%rip), %rax      # kernel stack top, 16-aligned
+    sub $56, %rax
+    mov %rcx, (%rax)
+    mov %r11, 8(%rax)
+    mov %rcx, 16(%rax)
+    mov rxen_shim_data + 0x68(%rip), %rdx      # vcpu_info (direct map)
+    movzbq 1(%rdx), %rdx                        # saved upcall mask
+    shl $32, %rdx
+    or $0xe033, %rdx                            # FLAT_USER_CS64
+    mov %rdx, 24(%rax)
+    mov %r11, %rdx
+    and $-0x3201, %rdx                          # ~(IF | IOPL)
+    btq $32, 24(%rax)
+    jc 1f
+    or $0x200, %rdx                             # IF shown when unmasked
+1:  mov %rdx, 32(%rax)
+    mov 48(%rsp), %rdx
+    mov %rdx, 40(%rax)
+    movq $0xe02b, 48(%rax)                      # FLAT_USER_SS
+    mov rxen_shim_data + 0x68(%rip), %rdx
+    movb $1, 1(%rdx)                            # mask events
+    mov rxen_shim_data + 0x48(%rip), %rdx      # syscall callback
+    mov %rdx, 24(%rsp)
+    movq $0xe033, 32(%rsp)                      # FLAT_KERNEL_CS
+    mov %r11, %rdx
+    and $-0x77101, %rdx                         # ~(TF | IOPL | NT | RF | VM | AC)
+    or $0x202, %rdx
+    mov %rdx, 40(%rsp)
+    mov %rax, 48(%rsp)
+    movq $0xe02b, 56(%rsp)                      # FLAT_KERNEL_SS
+    movq $1, rxen_shim_data + 0x30(%rip)       # MODE = kernel
+    incq rxen_shim_data + 0x70(%rip)
+    swapgs
+    pop %rdx
+    pop %rax
+    add $8, %rsp
+    iretq
+
+.Lhypercall:
+    cmpq $23, (%rsp)                            # HYPERVISOR_iret?
+    jne .Lpf_exit
+    testb $2, rxen_shim_data + 0x38(%rip)      # FAST: iret to user
+    jz .Lpf_exit
+    push %rdx        # [0] rdx [8] rax [16] err [24] rip [32] cs [40] rflags [48] rsp [56] ss
+    mov 48(%rsp), %rax   # iret_context: rax r11 rcx flags rip cs rflags rsp ss
+    mov 40(%rax), %rdx
+    and $3, %edx
+    cmp $3, %edx
+    jne .Lpf_exit_rdx                           # to guest kernel: the VMM does it
+    mov rxen_shim_data + 0x68(%rip), %rdx
+    btq $9, 48(%rax)                            # IF in the saved rflags?
+    jnc 2f
+    cmpb $0, (%rdx)                             # unmasking with an event pending:
+    jne .Lpf_exit_rdx                           # the VMM delivers it
+    movb $0, 1(%rdx)
+    jmp 3f
+2:  movb $1, 1(%rdx)
+3:  testw $0x100, 24(%rax)                      # VGCF_in_syscall
+    jnz 4f
+    mov 8(%rax), %r11
+    mov 16(%rax), %rcx
+4:  mov 32(%rax), %rdx
+    mov %rdx, 24(%rsp)
+    movzwq 40(%rax), %rdx
+    mov %rdx, 32(%rsp)
+    mov 48(%rax), %rdx
+    and $-0x27001, %rdx                         # ~(IOPL | VM | NT)
+    or $0x202, %rdx
+    mov %rdx, 40(%rsp)
+    mov 56(%rax), %rdx
+    mov %rdx, 48(%rsp)
+    movzwq 64(%rax), %rdx
+    or $3, %rdx
+    mov %rdx, 56(%rsp)
+    mov (%rax), %rax
+    mov %rax, 8(%rsp)
+    mov rxen_shim_data + 0x58(%rip), %rdx      # user CR3
+    mov %rdx, %cr3
+    movq $0, rxen_shim_data + 0x30(%rip)       # MODE = user
+    incq rxen_shim_data + 0x78(%rip)
+    swapgs
+    pop %rdx
+    pop %rax
+    add $8, %rsp
+    iretq
+
+.Lpf_exit_rdx:
+    pop %rdx
+.Lpf_exit:
+    pop %rax
+    out %al, $14
+    ud2
 
     .balign 16
     .globl rxen_shim_resume_iret
@@ -190,9 +330,11 @@ mod tests {
     fn blob_shape() {
         let b = blob();
         assert_eq!(b.len() as u64, (hv::CODE_PAGES + hv::DATA_PAGES) * 4096);
-        // Vector 14's stub is `out %al, $14` (e6 0e), then ud2.
-        let s = vector_stub(14) as usize;
-        assert_eq!(&b[s..s + 4], &[0xe6, 14, 0x0f, 0x0b]);
+        // Vector 13's stub is `out %al, $13` (e6 0d), then ud2; vector 14's
+        // jumps to the #PF entry (e9 rel32).
+        let s = vector_stub(13) as usize;
+        assert_eq!(&b[s..s + 4], &[0xe6, 13, 0x0f, 0x0b]);
+        assert_eq!(b[vector_stub(14) as usize], 0xe9);
         let s = SYSCALL_TRAMP as usize;
         assert_eq!(&b[s..s + 2], &[0x0f, 0x0b]);
         let o = offsets();

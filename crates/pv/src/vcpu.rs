@@ -264,6 +264,14 @@ impl Vcpu {
             .map(|n| format!("{n}:{}", self.hypercall_counts[n]))
             .collect();
         tracing::info!("hypercalls by number: {}", by_nr.join(" "));
+        let (fast_syscalls, fast_irets) = self.fast_path_counts();
+        self.stats.syscalls += fast_syscalls;
+        self.stats.hypercalls += fast_irets;
+        tracing::info!(
+            fast_syscalls,
+            fast_irets,
+            "guest syscalls bounced and irets done in the shim without an exit (not in the counts above)"
+        );
         tracing::info!(
             "KVM_RUN durations: {}",
             percentiles(&self.run_us_histogram, &[1, 10, 50, 90, 99])
@@ -301,6 +309,11 @@ impl Vcpu {
         }
         self.last_ptw = 0;
         self.stats.exits += 1;
+        // The shim's fast paths may have switched modes since the resume.
+        let m = &self.dom.machine;
+        if let Ok(mode) = m.ram.read_u64(m.shim_data_gpa(shim::data::MODE)) {
+            self.kernel_mode = mode & 1 != 0;
+        }
         match exit {
             Ok(VcpuExit::IoOut(port, _)) => self.on_trap(port),
             Ok(VcpuExit::IrqWindowOpen) => {
@@ -441,11 +454,55 @@ impl Vcpu {
             self.sregs.cr3 = target_cr3;
             self.flush = false;
         }
+        self.publish_fast_paths();
+        let m = &self.dom.machine;
         g.regs.rip = m.shim_va(entry);
         g.regs.rsp = frame;
         g.regs.rflags = 2;
         self.fd.sync_regs_mut().regs = g.regs;
         self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// Tell the shim the guest's mode and what its fast paths need, and
+    /// which of them are safe now (see the #PF entry in shim.rs).
+    fn publish_fast_paths(&self) {
+        use shim::data;
+        let m = &self.dom.machine;
+        let sp = self.kernel_sp & !15;
+        // The shim writes the bounce frame below `sp` at CPL0: never let it
+        // point into rxen's own slots (256..=271) or wrap.
+        let hv_slots = crate::layout::l4_slot_va(256)..crate::layout::l4_slot_va(272) + 64;
+        let mut fast = 0;
+        if self.syscall_callback != 0
+            && self.syscall_masks_events
+            && sp >= 4096
+            && !hv_slots.contains(&sp)
+            && self.ptw.is_empty()
+        {
+            fast |= data::FAST_SYSCALL;
+        }
+        if self.user_cr3 != 0 && self.ptw.is_empty() {
+            fast |= data::FAST_IRET;
+        }
+        let vi = crate::machine::Machine::direct_va(self.dom.vcpu_info());
+        for (off, v) in [
+            (data::MODE, self.kernel_mode as u64),
+            (data::FAST, fast),
+            (data::KERNEL_SP, sp),
+            (data::SYSCALL_CALLBACK, self.syscall_callback),
+            (data::KERNEL_CR3, self.kernel_cr3),
+            (data::USER_CR3, self.user_cr3),
+            (data::VCPU_INFO_VA, vi),
+        ] {
+            let _ = m.ram.write_u64(m.shim_data_gpa(off), v);
+        }
+    }
+
+    /// How often the shim's fast paths ran: (user syscalls, irets).
+    pub fn fast_path_counts(&self) -> (u64, u64) {
+        let m = &self.dom.machine;
+        let get = |off| m.ram.read_u64(m.shim_data_gpa(off)).unwrap_or(0);
+        (get(shim::data::FAST_SYSCALLS), get(shim::data::FAST_IRETS))
     }
 
     pub fn record(&mut self, what: impl FnOnce() -> String) {
