@@ -42,6 +42,12 @@ pub struct BlkStats {
     pub errors: u64,
     pub sectors_read: u64,
     pub sectors_written: u64,
+    /// Requests answered.
+    pub requests: u64,
+    /// Times the ring was served (notifications).
+    pub services: u64,
+    /// Time spent serving, in microseconds.
+    pub busy_us: u64,
 }
 
 /// One segment: part of a granted page, `first..=last` sectors of it.
@@ -114,18 +120,23 @@ impl<P: SharedPage> Blkback<P> {
     /// Handles every pending request; returns whether the frontend should be
     /// notified. An error means the ring is corrupt: stop serving it.
     pub fn service(&mut self, grants: &dyn GrantedPages) -> Result<bool, RingIndexError> {
+        let started = std::time::Instant::now();
+        self.stats.services += 1;
         let mut notify = false;
         let mut entry = [0u8; BLKIF_RING_ENTRY_SIZE];
-        loop {
+        let result = loop {
             while self.ring.next_request(&mut entry)? {
                 let rsp = self.handle(&entry, grants);
                 self.ring.push_response(rsp.as_slice());
+                self.stats.requests += 1;
             }
             notify |= self.ring.publish_responses();
             if !self.ring.final_check_for_requests()? {
-                return Ok(notify);
+                break Ok(notify);
             }
-        }
+        };
+        self.stats.busy_us += started.elapsed().as_micros() as u64;
+        result
     }
 
     fn handle(

@@ -365,8 +365,9 @@ impl<P: SharedPage> Vbd<P> {
         if let Some(c) = self.conn.take() {
             link.unbind_event(c.port);
             link.unmap_ring(c.gref);
+            let stats = c.engine.stats();
             self.disk = Some(c.engine.into_disk());
-            tracing::info!("{}: disconnected", self.backend);
+            tracing::info!("{}: disconnected; {stats:?}", self.backend);
         }
     }
 

@@ -424,3 +424,98 @@ done
     // The image is not left locked by the dead domain.
     disk::open(&clone, Format::Qcow2, OpenOptions::default()).unwrap();
 }
+
+/// Throughput by hand (`cargo test --release -p rxen --test guest_disk --
+/// --ignored --nocapture`): O_DIRECT dd in the guest (past the guest's page
+/// cache) against a raw image, then the same dd on the host against the
+/// same file through the host's page cache, which is where blkback's
+/// buffered I/O goes too.
+#[test]
+#[ignore]
+fn throughput_guest_vs_host() {
+    require_kvm();
+    let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch Debian's kernel");
+    let blkfront = guestprep::kernel_module(Flavour::Amd64, "drivers/block/xen-blkfront.ko")
+        .expect("fetch xen-blkfront.ko");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-disk-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("bench.raw");
+    disk::create(&img, Format::Raw, 256 * MIB as u64).unwrap();
+    let init = r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+insmod /lib/xen-blkfront.ko
+i=0
+while [ ! -b /dev/xvda ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+cs() { cut -d' ' -f1 /proc/uptime | tr -d .; }
+t() { t0=$(cs); dd "$@" 2>/dev/null; t1=$(cs); echo $(( (t1 - t0) * 10 )); }
+echo "SEQ-WRITE-1M: $(t if=/dev/zero of=/dev/xvda bs=1M count=256 oflag=direct) ms"
+echo "SEQ-READ-1M: $(t if=/dev/xvda of=/dev/null bs=1M count=256 iflag=direct) ms"
+echo "SEQ-WRITE-4K: $(t if=/dev/zero of=/dev/xvda bs=4k count=8192 oflag=direct) ms"
+echo "SEQ-READ-4K: $(t if=/dev/xvda of=/dev/null bs=4k count=8192 iflag=direct) ms"
+poweroff -f
+"#;
+    let initrd = guestprep::busybox_initramfs(&Initramfs {
+        init_script: init.into(),
+        files: vec![(
+            "lib/xen-blkfront.ko".into(),
+            std::fs::read(&blkfront).unwrap(),
+            0o644,
+        )],
+    })
+    .unwrap();
+    let cfg = dir.join("bench.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"rxen-disk-bench\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 256\n\
+             extra = \"console=hvc0 quiet\"\ndisk = ['format=raw, vdev=xvda, access=rw, target={}']\n",
+            kernel.vmlinuz.display(),
+            initrd.display(),
+            img.display()
+        ),
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_rxen"))
+            .args(["create", "-F", "-c"])
+            .arg(&cfg),
+        Duration::from_secs(600),
+    );
+    let t = String::from_utf8_lossy(&out.stdout);
+    for l in t.lines().filter(|l| l.starts_with("SEQ-")) {
+        eprintln!("guest {}", l.trim_end());
+    }
+    for (name, args) in [
+        (
+            "SEQ-WRITE-1M",
+            ["if=/dev/zero", "of=IMG", "bs=1M", "count=256"],
+        ),
+        (
+            "SEQ-READ-1M",
+            ["if=IMG", "of=/dev/null", "bs=1M", "count=256"],
+        ),
+        (
+            "SEQ-WRITE-4K",
+            ["if=/dev/zero", "of=IMG", "bs=4k", "count=8192"],
+        ),
+        (
+            "SEQ-READ-4K",
+            ["if=IMG", "of=/dev/null", "bs=4k", "count=8192"],
+        ),
+    ] {
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("IMG", img.to_str().unwrap()))
+            .collect();
+        let o = Command::new("dd")
+            .args(&args)
+            .arg("conv=notrunc")
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        eprintln!("host  {name}: {}", e.lines().last().unwrap_or(""));
+    }
+}
