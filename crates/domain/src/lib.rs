@@ -110,7 +110,8 @@ pub enum MonitorError {
 /// Builds the domain and runs it on the calling thread until it stops.
 /// Errors are reported before the guest runs its first instruction.
 pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, MonitorError> {
-    let kernel = pv_image::load_kernel(&spec.kernel)?;
+    let kernel =
+        pv_image::load_kernel_cached(&spec.kernel, &pv_image::KernelCache::in_user_cache())?;
     let initrd = match &spec.ramdisk {
         Some(path) => Some(std::fs::read(path).map_err(|source| MonitorError::Ramdisk {
             path: path.clone(),

@@ -50,6 +50,7 @@
 //! (6× in debug builds). So this crate uses `liblzma`.
 
 mod bzimage;
+mod cache;
 mod elf;
 mod error;
 mod lz4;
@@ -57,6 +58,7 @@ mod lz4;
 use std::borrow::Cow;
 use std::path::Path;
 
+pub use cache::KernelCache;
 pub use error::ImageError;
 
 use elf::{Elf, PT_LOAD, PT_NOTE};
@@ -168,6 +170,15 @@ impl Features {
 /// Reads and parses a kernel file. Errors other than an unreadable file come
 /// wrapped in [`ImageError::InFile`], naming the file.
 pub fn load_kernel(path: &Path) -> Result<KernelImage, ImageError> {
+    load_kernel_with(path, None)
+}
+
+/// [`load_kernel`], decompressing through `cache` (see [`KernelCache`]).
+pub fn load_kernel_cached(path: &Path, cache: &KernelCache) -> Result<KernelImage, ImageError> {
+    load_kernel_with(path, Some(cache))
+}
+
+fn load_kernel_with(path: &Path, cache: Option<&KernelCache>) -> Result<KernelImage, ImageError> {
     let unreadable = |error| ImageError::Unreadable {
         path: path.to_path_buf(),
         error,
@@ -185,7 +196,11 @@ pub fn load_kernel(path: &Path) -> Result<KernelImage, ImageError> {
         }));
     }
     let bytes = std::fs::read(path).map_err(unreadable)?;
-    parse_kernel(&bytes).map_err(in_file)
+    match cache {
+        Some(c) => c.parse(&bytes),
+        None => parse_kernel(&bytes),
+    }
+    .map_err(in_file)
 }
 
 /// Parses a kernel image held in memory (bzImage or ELF vmlinux).

@@ -889,3 +889,43 @@ fn features_parse() {
     assert!(!f.mentions("dom0"));
     assert_eq!(Features::parse(""), Features::default());
 }
+
+// ---- the decompressed-kernel cache ----
+
+#[test]
+fn cache_stores_then_serves_the_decompressed_payload() {
+    let dir = std::env::temp_dir().join(format!("rxen-kcache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let cache = KernelCache::new(&dir);
+    let elf = build_elf(&linux_spec());
+    let bz = bzimage(&xz_payload(&elf));
+    assert_eq!(cache.parse(&bz).unwrap(), expected_image());
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(std::fs::read(&entries[0]).unwrap(), elf);
+    // A damaged entry is dropped and rebuilt.
+    std::fs::write(&entries[0], b"not an elf").unwrap();
+    assert_eq!(cache.parse(&bz).unwrap(), expected_image());
+    assert_eq!(std::fs::read(&entries[0]).unwrap(), elf);
+    // A different image is a different entry.
+    let bz2 = bzimage(&gzip_payload(&elf));
+    assert_eq!(cache.parse(&bz2).unwrap(), expected_image());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    // Plain ELF kernels are not cached.
+    assert_eq!(cache.parse(&elf).unwrap(), expected_image());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cache_that_cannot_be_written_still_loads() {
+    let file = std::env::temp_dir().join(format!("rxen-kcache-file-{}", std::process::id()));
+    std::fs::write(&file, b"a file where the cache directory should be").unwrap();
+    let cache = KernelCache::new(file.join("kernels"));
+    let bz = bzimage(&xz_payload(&build_elf(&linux_spec())));
+    assert_eq!(cache.parse(&bz).unwrap(), expected_image());
+    let _ = std::fs::remove_file(&file);
+}
