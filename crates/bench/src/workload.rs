@@ -173,6 +173,7 @@ fn cpu_result(native: &[Reading], rxen: &[Reading], tcg: &[Reading]) -> Result<C
     let tcg_s = cpu_series(tcg, "ns", &sum, "QEMU TCG")?;
     let rxen_pct = native_s.median / rxen_s.median * 100.0;
     let tcg_pct = native_s.median / tcg_s.median * 100.0;
+    let rxen_best_pct = native_s.best / rxen_s.best * 100.0;
     Ok(Cpu {
         rounds: CPU_ROUNDS,
         targets: vec![Target::new(
@@ -184,6 +185,7 @@ fn cpu_result(native: &[Reading], rxen: &[Reading], tcg: &[Reading]) -> Result<C
         native_wall_s,
         tcg_s,
         rxen_pct_of_native: rxen_pct,
+        rxen_pct_of_native_best: rxen_best_pct,
         tcg_pct_of_native: tcg_pct,
     })
 }
