@@ -57,8 +57,15 @@ pub mod data {
     /// Counters of the fast paths taken.
     pub const FAST_SYSCALLS: u64 = 0x70;
     pub const FAST_IRETS: u64 = 0x78;
+    /// Guest RAM pages; the direct map's base address.
+    pub const RAM_PAGES: u64 = 0x80;
+    pub const DIRECTMAP_VA: u64 = 0x88;
+    /// Counter of single `mmu_update`s done in the shim.
+    pub const FAST_MMU_UPDATES: u64 = 0x90;
     /// [`FAST`] bit: bounce guest user SYSCALLs in the shim.
     pub const FAST_SYSCALL: u64 = 1;
+    /// [`FAST`] bit: single `mmu_update`s in the shim.
+    pub const FAST_MMU_UPDATE: u64 = 4;
     /// [`FAST`] bit: do `HYPERVISOR_iret` to guest user mode in the shim.
     pub const FAST_IRET: u64 = 2;
     /// Page-table write list: (virtual address, value) pairs, ended by
@@ -87,11 +94,12 @@ rxen_shim_start:
     .endr
 
     # ---- #PF: a SYSCALL reaching the trampoline, or a real page fault ----
-    # Two paths avoid an exit to the VMM (~45 us each, docs/trap-paths.md)
+    # Three paths avoid an exit to the VMM (~45 us each, docs/trap-paths.md)
     # when the VMM enabled them in FAST: a guest user's SYSCALL bounced to
-    # the guest kernel's syscall callback, and HYPERVISOR_iret back to guest
-    # user mode. Both do what Vcpu::bounce and Vcpu::iret do; anything
-    # unusual takes the exit. The VMM keeps the parameters current on every
+    # the guest kernel's syscall callback, HYPERVISOR_iret back to guest
+    # user mode, and a single mmu_update (most of a boot's hypercalls). Each
+    # does what Vcpu::bounce, Vcpu::iret and Vcpu::mmu_update_one do;
+    # anything unusual takes the exit. The VMM keeps the parameters current on every
     # resume and reads MODE back after every exit.
     # Stack on entry: [0] error code, [8] rip, [16] cs, [24] rflags, [32] rsp, [40] ss.
     .balign 16
@@ -148,6 +156,8 @@ rxen_shim_pf_entry:
     iretq
 
 .Lhypercall:
+    cmpq $1, (%rsp)                             # HYPERVISOR_mmu_update?
+    je .Lmmu_update
     cmpq $23, (%rsp)                            # HYPERVISOR_iret?
     jne .Lpf_exit
     testb $2, rxen_shim_data + 0x38(%rip)      # FAST: iret to user
@@ -195,6 +205,63 @@ rxen_shim_pf_entry:
     add $8, %rsp
     iretq
 
+    # One MMU_NORMAL_PT_UPDATE for DOMID_SELF without a done count, the
+    # request in the page the guest's stack pointer is in (written by the
+    # hypercall stub's pushes, so mapped: the reads cannot fault). Same
+    # checks as Vcpu::mmu_update_one: entry in RAM and 8-aligned; a present
+    # entry maps RAM and gets _PAGE_USER. The entry is written through the
+    # direct map, which the host's shadow MMU tracks.
+.Lmmu_update:
+    testb $4, rxen_shim_data + 0x38(%rip)      # FAST: mmu_update
+    jz .Lpf_exit
+    cmp $1, %rsi
+    jne .Lpf_exit
+    test %rdx, %rdx
+    jnz .Lpf_exit
+    cmp $0x7ff0, %r10                           # DOMID_SELF
+    jne .Lpf_exit
+    push %rdx
+    push %rbx        # [0] rbx [8] rdx [16] rax [24] err [32] rip [40] cs [48] rflags [56] rsp [64] ss
+    mov 56(%rsp), %rax
+    xor %rdi, %rax
+    shr $12, %rax
+    jnz .Lmmu_exit
+    mov %rdi, %rax
+    and $0xfff, %eax
+    cmp $0xff0, %eax
+    ja .Lmmu_exit
+    mov (%rdi), %rax                            # ptr
+    test $7, %al
+    jnz .Lmmu_exit
+    mov %rax, %rbx
+    shr $12, %rbx
+    cmp rxen_shim_data + 0x80(%rip), %rbx      # RAM pages
+    jae .Lmmu_exit
+    mov 8(%rdi), %rdx                           # val
+    test $1, %dl
+    jz 5f
+    mov %rdx, %rbx
+    shl $12, %rbx
+    shr $24, %rbx                               # the frame it maps
+    cmp rxen_shim_data + 0x80(%rip), %rbx
+    jae .Lmmu_exit
+    or $4, %rdx                                 # _PAGE_USER
+5:  add rxen_shim_data + 0x88(%rip), %rax      # direct map
+    mov %rdx, (%rax)
+    incq rxen_shim_data + 0x90(%rip)
+    mov %rcx, 32(%rsp)                          # return to the stub
+    mov %r11, %rax
+    and $-0x23001, %rax                         # ~(IOPL | VM)
+    or $0x202, %rax
+    mov %rax, 48(%rsp)
+    movq $0, 16(%rsp)                           # rax = 0: done
+    pop %rbx
+    pop %rdx
+    pop %rax
+    add $8, %rsp
+    iretq
+.Lmmu_exit:
+    pop %rbx
 .Lpf_exit_rdx:
     pop %rdx
 .Lpf_exit:

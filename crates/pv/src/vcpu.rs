@@ -264,13 +264,14 @@ impl Vcpu {
             .map(|n| format!("{n}:{}", self.hypercall_counts[n]))
             .collect();
         tracing::info!("hypercalls by number: {}", by_nr.join(" "));
-        let (fast_syscalls, fast_irets) = self.fast_path_counts();
+        let (fast_syscalls, fast_irets, fast_mmu_updates) = self.fast_path_counts();
         self.stats.syscalls += fast_syscalls;
-        self.stats.hypercalls += fast_irets;
+        self.stats.hypercalls += fast_irets + fast_mmu_updates;
         tracing::info!(
             fast_syscalls,
             fast_irets,
-            "guest syscalls bounced and irets done in the shim without an exit (not in the counts above)"
+            fast_mmu_updates,
+            "done in the shim without an exit (not in the counts above)"
         );
         tracing::info!(
             "KVM_RUN durations: {}",
@@ -484,6 +485,9 @@ impl Vcpu {
         if self.user_cr3 != 0 && self.ptw.is_empty() {
             fast |= data::FAST_IRET;
         }
+        if self.ptw.is_empty() {
+            fast |= data::FAST_MMU_UPDATE;
+        }
         let vi = crate::machine::Machine::direct_va(self.dom.vcpu_info());
         for (off, v) in [
             (data::MODE, self.kernel_mode as u64),
@@ -493,16 +497,23 @@ impl Vcpu {
             (data::KERNEL_CR3, self.kernel_cr3),
             (data::USER_CR3, self.user_cr3),
             (data::VCPU_INFO_VA, vi),
+            (data::RAM_PAGES, m.layout.ram_pages),
+            (data::DIRECTMAP_VA, crate::layout::DIRECTMAP_VA),
         ] {
             let _ = m.ram.write_u64(m.shim_data_gpa(off), v);
         }
     }
 
-    /// How often the shim's fast paths ran: (user syscalls, irets).
-    pub fn fast_path_counts(&self) -> (u64, u64) {
+    /// How often the shim's fast paths ran: (user syscalls, irets,
+    /// mmu_updates).
+    pub fn fast_path_counts(&self) -> (u64, u64, u64) {
         let m = &self.dom.machine;
         let get = |off| m.ram.read_u64(m.shim_data_gpa(off)).unwrap_or(0);
-        (get(shim::data::FAST_SYSCALLS), get(shim::data::FAST_IRETS))
+        (
+            get(shim::data::FAST_SYSCALLS),
+            get(shim::data::FAST_IRETS),
+            get(shim::data::FAST_MMU_UPDATES),
+        )
     }
 
     pub fn record(&mut self, what: impl FnOnce() -> String) {
