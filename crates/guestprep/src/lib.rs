@@ -17,9 +17,11 @@ mod cache;
 mod cc;
 pub mod cpio;
 mod initramfs;
+mod rootfs;
 
 pub use cache::cache_dir;
 pub use initramfs::DEFAULT_INIT;
+pub use rootfs::{debian_rootfs, Rootfs};
 
 use apt::{Apt, Wanted};
 use std::path::{Path, PathBuf};
