@@ -66,6 +66,10 @@ pub mod data {
     pub const FAST_SYSCALL: u64 = 1;
     /// [`FAST`] bit: single `mmu_update`s in the shim.
     pub const FAST_MMU_UPDATE: u64 = 4;
+    /// [`FAST`] bit: a guest kernel's `cli` in the shim.
+    pub const FAST_CLI: u64 = 8;
+    /// Counter of `cli`s done in the shim.
+    pub const FAST_CLIS: u64 = 0x98;
     /// [`FAST`] bit: do `HYPERVISOR_iret` to guest user mode in the shim.
     pub const FAST_IRET: u64 = 2;
     /// Page-table write list: (virtual address, value) pairs, ended by
@@ -86,12 +90,52 @@ rxen_shim_start:
     .balign 8
     .if vec == 14
     jmp rxen_shim_pf_entry
+    .elseif vec == 13
+    jmp rxen_shim_gp_entry
     .else
     out %al, $vec
     ud2
     .endif
     .set vec, vec + 1
     .endr
+
+    # ---- #GP: a guest kernel's `cli` masks events without an exit ----
+    # Early in boot (before alternatives are patched) Linux's SLUB runs
+    # `pushf; cli; ...; popf` thousands of times. Same effect as the VMM's
+    # emulation: upcall mask = 1, skip the byte. The byte at RIP was just
+    # fetched, so reading it cannot fault once RIP is canonical.
+    # Stack on entry: [0] error code, [8] rip, [16] cs, [24] rflags, [32] rsp, [40] ss.
+    .balign 16
+rxen_shim_gp_entry:
+    push %rax
+    push %rdx        # [0] rdx [8] rax [16] err [24] rip [32] cs [40] rflags [48] rsp [56] ss
+    cmpq $0, 16(%rsp)
+    jne .Lgp_exit
+    testb $1, rxen_shim_data + 0x30(%rip)      # MODE: guest kernel?
+    jz .Lgp_exit
+    testb $8, rxen_shim_data + 0x38(%rip)      # FAST: cli
+    jz .Lgp_exit
+    mov 24(%rsp), %rax
+    mov %rax, %rdx
+    sar $47, %rdx
+    inc %rdx
+    cmp $1, %rdx                                # canonical: bits 63..47 all equal
+    ja .Lgp_exit
+    cmpb $0xfa, (%rax)                          # cli
+    jne .Lgp_exit
+    mov rxen_shim_data + 0x68(%rip), %rax      # vcpu_info
+    movb $1, 1(%rax)                            # mask events
+    incq 24(%rsp)
+    incq rxen_shim_data + 0x98(%rip)
+    pop %rdx
+    pop %rax
+    add $8, %rsp
+    iretq
+.Lgp_exit:
+    pop %rdx
+    pop %rax
+    out %al, $13
+    ud2
 
     # ---- #PF: a SYSCALL reaching the trampoline, or a real page fault ----
     # Three paths avoid an exit to the VMM (~45 us each, docs/trap-paths.md)
@@ -397,10 +441,11 @@ mod tests {
     fn blob_shape() {
         let b = blob();
         assert_eq!(b.len() as u64, (hv::CODE_PAGES + hv::DATA_PAGES) * 4096);
-        // Vector 13's stub is `out %al, $13` (e6 0d), then ud2; vector 14's
-        // jumps to the #PF entry (e9 rel32).
-        let s = vector_stub(13) as usize;
-        assert_eq!(&b[s..s + 4], &[0xe6, 13, 0x0f, 0x0b]);
+        // Vector 12's stub is `out %al, $12` (e6 0c), then ud2; vectors 13
+        // and 14 jump to the #GP and #PF entries (e9 rel32).
+        let s = vector_stub(12) as usize;
+        assert_eq!(&b[s..s + 4], &[0xe6, 12, 0x0f, 0x0b]);
+        assert_eq!(b[vector_stub(13) as usize], 0xe9);
         assert_eq!(b[vector_stub(14) as usize], 0xe9);
         let s = SYSCALL_TRAMP as usize;
         assert_eq!(&b[s..s + 2], &[0x0f, 0x0b]);

@@ -36,6 +36,7 @@ impl Vcpu {
         });
         let (cs, ss);
         let vector = port as u8;
+        self.vector_counts[vector as usize] += 1;
         let frame = regs.rsp;
         let ram = &self.dom.machine.ram;
         let mut words = [0u64; 6];

@@ -88,6 +88,8 @@ pub struct Vcpu {
     pub trace: std::collections::VecDeque<String>,
     /// Hypercalls by number (63 = any larger), logged when the domain ends.
     pub hypercall_counts: [u64; 64],
+    /// Shim exits by vector (14 includes SYSCALLs and hypercalls).
+    pub vector_counts: [u64; 256],
     /// KVM_RUN durations in µs (last bucket: 2 ms or more).
     pub run_us_histogram: Vec<u64>,
 }
@@ -184,6 +186,7 @@ impl Vcpu {
             pt: Default::default(),
             trace: Default::default(),
             hypercall_counts: [0; 64],
+            vector_counts: [0; 256],
             run_us_histogram: vec![0; 2001],
         }
     }
@@ -264,13 +267,19 @@ impl Vcpu {
             .map(|n| format!("{n}:{}", self.hypercall_counts[n]))
             .collect();
         tracing::info!("hypercalls by number: {}", by_nr.join(" "));
-        let (fast_syscalls, fast_irets, fast_mmu_updates) = self.fast_path_counts();
+        let by_vector: Vec<String> = (0..256)
+            .filter(|&v| self.vector_counts[v] != 0)
+            .map(|v| format!("{v}:{}", self.vector_counts[v]))
+            .collect();
+        tracing::info!("shim exits by vector: {}", by_vector.join(" "));
+        let (fast_syscalls, fast_irets, fast_mmu_updates, fast_clis) = self.fast_path_counts();
         self.stats.syscalls += fast_syscalls;
         self.stats.hypercalls += fast_irets + fast_mmu_updates;
         tracing::info!(
             fast_syscalls,
             fast_irets,
             fast_mmu_updates,
+            fast_clis,
             "done in the shim without an exit (not in the counts above)"
         );
         tracing::info!(
@@ -488,6 +497,7 @@ impl Vcpu {
         if self.ptw.is_empty() {
             fast |= data::FAST_MMU_UPDATE;
         }
+        fast |= data::FAST_CLI;
         let vi = crate::machine::Machine::direct_va(self.dom.vcpu_info());
         for (off, v) in [
             (data::MODE, self.kernel_mode as u64),
@@ -505,14 +515,15 @@ impl Vcpu {
     }
 
     /// How often the shim's fast paths ran: (user syscalls, irets,
-    /// mmu_updates).
-    pub fn fast_path_counts(&self) -> (u64, u64, u64) {
+    /// mmu_updates, clis).
+    pub fn fast_path_counts(&self) -> (u64, u64, u64, u64) {
         let m = &self.dom.machine;
         let get = |off| m.ram.read_u64(m.shim_data_gpa(off)).unwrap_or(0);
         (
             get(shim::data::FAST_SYSCALLS),
             get(shim::data::FAST_IRETS),
             get(shim::data::FAST_MMU_UPDATES),
+            get(shim::data::FAST_CLIS),
         )
     }
 
