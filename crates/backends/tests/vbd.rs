@@ -531,3 +531,38 @@ fn a_frontend_with_bad_nodes_is_refused() {
     assert!(read(&mut xs, &format!("{BE}/error")).contains("ring-ref"));
     assert!(!*link.mapped.lock().unwrap());
 }
+
+#[test]
+fn a_cdrom_is_read_only_and_says_so() {
+    let dir = scratch("cdrom");
+    let img = image(&dir);
+    let mut xs = Xenstore::default();
+    let page = OwnedPage::new();
+    let link = Link {
+        ring: &page,
+        bound: Mutex::new(None),
+        mapped: Mutex::new(false),
+    };
+    let disk = disk::open(
+        &img,
+        Format::Raw,
+        OpenOptions {
+            read_only: true,
+            direct: false,
+        },
+    )
+    .unwrap();
+    let mut c = cfg(true, &img);
+    c.cdrom = true;
+    let mut vbd: Vbd<&OwnedPage> = Vbd::create(&mut xs, c, disk).unwrap();
+    assert_eq!(read(&mut xs, &format!("{FE}/device-type")), "cdrom");
+    assert_eq!(read(&mut xs, &format!("{BE}/device-type")), "cdrom");
+    vbd.poll_store(&mut xs, &link);
+    for (k, v) in [("ring-ref", "8"), ("event-channel", "5"), ("state", "3")] {
+        xs.write(DOM, &format!("{FE}/{k}"), v.as_bytes()).unwrap();
+    }
+    vbd.poll_store(&mut xs, &link);
+    assert_eq!(vbd.state(), XenbusState::Connected);
+    let info: u32 = read(&mut xs, &format!("{BE}/info")).parse().unwrap();
+    assert_eq!(info, VDISK_CDROM | VDISK_REMOVABLE | VDISK_READONLY);
+}

@@ -447,3 +447,21 @@ fn a_backing_loop_is_refused() {
     .unwrap_err();
     assert!(matches!(e, DiskError::ChainTooLong { .. }), "{e}");
 }
+
+#[test]
+fn qcow2_with_direct_io() {
+    let dir = scratch("qcow2-direct");
+    let img = dir.join("a.qcow2");
+    disk::create(&img, Format::Qcow2, 8 * MIB).unwrap();
+    let opts = OpenOptions {
+        read_only: false,
+        direct: true,
+    };
+    let mut d = disk::open(&img, Format::Qcow2, opts).unwrap();
+    write_patterns(d.as_mut(), 8);
+    let mut b = vec![0; 8192];
+    d.read_at(&mut b, 65536 - 1024).unwrap();
+    assert_eq!(b, pattern(8, 65536 - 1024, 8192));
+    drop(d);
+    check_clean(&img);
+}
