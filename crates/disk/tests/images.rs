@@ -465,3 +465,63 @@ fn qcow2_with_direct_io() {
     drop(d);
     check_clean(&img);
 }
+
+#[test]
+fn qemu_img_variants_read_correctly_or_fail_clearly() {
+    let dir = scratch("qcow2-variants");
+    let raw = dir.join("src.raw");
+    let want = expected(vec![0; 8 * MIB as usize], 11);
+    std::fs::write(&raw, &want).unwrap();
+    let variants: &[(&str, &[&str])] = &[
+        ("lazy", &["-o", "compat=1.1,lazy_refcounts=on"]),
+        ("small-clusters", &["-o", "cluster_size=4096"]),
+        ("big-clusters", &["-o", "cluster_size=2M"]),
+        ("refcount1", &["-o", "refcount_bits=1"]),
+        ("refcount64", &["-o", "refcount_bits=64"]),
+        ("prealloc", &["-o", "preallocation=metadata"]),
+        ("compressed", &["-c"]),
+        ("extended-l2", &["-o", "extended_l2=on"]),
+    ];
+    let mut refused = Vec::new();
+    for (name, opts) in variants {
+        let img = dir.join(format!("{name}.qcow2"));
+        let mut args = vec!["convert", "-f", "raw", "-O", "qcow2"];
+        args.extend_from_slice(opts);
+        args.push(raw.to_str().unwrap());
+        args.push(img.to_str().unwrap());
+        qemu_img(&args);
+        match disk::open(
+            &img,
+            Format::Qcow2,
+            OpenOptions {
+                read_only: true,
+                direct: false,
+            },
+        ) {
+            Ok(d) => {
+                let mut got = vec![0; want.len()];
+                d.read_at(&mut got, 0)
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(got == want, "{name}: contents differ");
+            }
+            Err(e) => {
+                // Refusing is fine if the error names the file and says why.
+                let msg = e.to_string();
+                assert!(msg.contains(img.to_str().unwrap()), "{name}: {msg}");
+                refused.push(format!("{name}: {msg}"));
+            }
+        }
+        // Writes into the same image (when it opens read-write) keep it clean.
+        if let Ok(mut d) = disk::open(&img, Format::Qcow2, OpenOptions::default()) {
+            d.write_at(&pattern(12, 3 * MIB, 70000), 3 * MIB).unwrap();
+            d.flush().unwrap();
+            drop(d);
+            check_clean(&img);
+        }
+    }
+    eprintln!("refused: {refused:#?}");
+    assert!(
+        refused.iter().all(|r| r.starts_with("extended-l2")),
+        "only extended L2 entries may be unsupported: {refused:#?}"
+    );
+}
