@@ -110,15 +110,49 @@ fn apply_masks(e: &mut kvm_cpuid_entry2) {
     }
 }
 
-/// 1.ECX features the host's KVM leaves out because its CPL0 emulator
-/// cannot run them, but which a PV guest, running at CPL3 natively, can use
-/// when the CPU has them. CMPXCHG16B (bit 13): without it Linux emulates
-/// `this_cpu_cmpxchg_double` with `pushf; cli`, and every `cli` at CPL3 is a
-/// #GP the VMM must emulate (~5 000 of them in a boot).
-fn native_only_features() -> u32 {
-    const CX16: u32 = 1 << 13;
-    let native = std::arch::x86_64::__cpuid(1);
-    native.ecx & CX16
+/// Features the host's KVM leaves out because its CPL0 emulator cannot run
+/// them, but which a PV guest, running at CPL3 natively, can use when the
+/// CPU has them: user-level instructions that need no OS-managed state
+/// (nothing that needs XSAVE). They make x86-64-v2 user space (SSE3, SSSE3,
+/// SSE4.1/4.2, POPCNT, CMPXCHG16B, LAHF) run, and spare Linux slow paths:
+/// without CMPXCHG16B it emulates `this_cpu_cmpxchg_double` with
+/// `pushf; cli`, a #GP for every `cli` at CPL3.
+/// (leaf, register as in [`HIDE`], bits)
+const NATIVE_ONLY: &[(u32, u8, u32)] = &[
+    // 1.ECX: SSE3, PCLMULQDQ, SSSE3, CX16, SSE4.1, SSE4.2, MOVBE, POPCNT,
+    // AES, RDRAND.
+    (
+        1,
+        2,
+        (1 << 0)
+            | (1 << 1)
+            | (1 << 9)
+            | (1 << 13)
+            | (1 << 19)
+            | (1 << 20)
+            | (1 << 22)
+            | (1 << 23)
+            | (1 << 25)
+            | (1 << 30),
+    ),
+    // 7.EBX: BMI1, BMI2, ADX, SHA.
+    (7, 1, (1 << 3) | (1 << 8) | (1 << 19) | (1 << 29)),
+    // 0x80000001.ECX: LAHF/SAHF, LZCNT, PREFETCHW.
+    (0x8000_0001, 2, (1 << 0) | (1 << 5) | (1 << 8)),
+];
+
+fn add_native_features(e: &mut kvm_cpuid_entry2) {
+    for &(leaf, reg, bits) in NATIVE_ONLY {
+        if e.function != leaf || (leaf == 7 && e.index != 0) {
+            continue;
+        }
+        let n = std::arch::x86_64::__cpuid_count(leaf, 0);
+        match reg {
+            1 => e.ebx |= n.ebx & bits,
+            2 => e.ecx |= n.ecx & bits,
+            _ => e.edx |= n.edx & bits,
+        }
+    }
 }
 
 /// The CPUID table installed in every vCPU (KVM answers plain `cpuid`).
@@ -131,9 +165,7 @@ pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, kvm_ioctls::Error> {
         .copied()
         .map(|mut e| {
             apply_masks(&mut e);
-            if e.function == 1 {
-                e.ecx |= native_only_features();
-            }
+            add_native_features(&mut e);
             e
         })
         .collect();
@@ -204,5 +236,20 @@ mod tests {
             sig.extend_from_slice(&r.to_le_bytes());
         }
         assert_eq!(&sig, b"XenVMMXenVMM");
+    }
+
+    #[test]
+    fn native_user_features_are_shown_when_the_cpu_has_them() {
+        let native = std::arch::x86_64::__cpuid(1).ecx;
+        let mut e = kvm_cpuid_entry2 {
+            function: 1,
+            ..Default::default()
+        };
+        add_native_features(&mut e);
+        for bit in [0, 9, 13, 19, 20, 23] {
+            assert_eq!(e.ecx & (1 << bit), native & (1 << bit), "1.ECX bit {bit}");
+        }
+        // Nothing that needs XSAVE state.
+        assert_eq!(e.ecx & ((1 << 26) | (1 << 27) | (1 << 28)), 0);
     }
 }
