@@ -80,6 +80,10 @@ pub struct Vbd<P> {
     disk: Option<Box<dyn Disk>>,
     conn: Option<Connection<P>>,
     broken: bool,
+    /// Hot-unplug asked for: close, then go away.
+    removing: bool,
+    /// The frontend has let go: the caller may [`Vbd::remove`] it.
+    removed: bool,
 }
 
 impl<P: SharedPage> Vbd<P> {
@@ -183,6 +187,8 @@ impl<P: SharedPage> Vbd<P> {
             disk: Some(disk),
             conn: None,
             broken: false,
+            removing: false,
+            removed: false,
         })
     }
 
@@ -218,14 +224,17 @@ impl<P: SharedPage> Vbd<P> {
         if xs.take_events(self.watch).is_empty() {
             return false;
         }
-        let fe_state = xs
-            .read(DOM0, &format!("{}/state", self.frontend))
-            .ok()
-            .and_then(|v| String::from_utf8(v).ok())
-            .and_then(|s| s.parse::<XenbusState>().ok())
-            .unwrap_or(XenbusState::Unknown);
+        let fe_state = self.frontend_state(xs);
         tracing::debug!(vbd = %self.backend, ?fe_state, be_state = ?self.state, "frontend state");
         match fe_state {
+            _ if self.removed => {}
+            XenbusState::Initialising | XenbusState::Closed | XenbusState::Unknown
+                if self.removing =>
+            {
+                self.disconnect(link);
+                self.switch(xs, XenbusState::Closed);
+                self.removed = true;
+            }
             XenbusState::Initialising => {
                 if self.state == XenbusState::Closed {
                     self.broken = false;
@@ -233,7 +242,11 @@ impl<P: SharedPage> Vbd<P> {
                 }
             }
             XenbusState::Initialised | XenbusState::Connected => {
-                if self.conn.is_none() && !self.broken && self.state == XenbusState::InitWait {
+                if self.conn.is_none()
+                    && !self.broken
+                    && !self.removing
+                    && self.state == XenbusState::InitWait
+                {
                     match self.connect(xs, link) {
                         Ok(()) => self.switch(xs, XenbusState::Connected),
                         Err(e) => {
@@ -259,6 +272,66 @@ impl<P: SharedPage> Vbd<P> {
             XenbusState::InitWait | XenbusState::Reconfiguring | XenbusState::Reconfigured => {}
         }
         true
+    }
+
+    /// Starts a hot-unplug (`xl block-detach`): the backend goes offline
+    /// and to Closing; once the frontend has closed (or if it never
+    /// connected), [`Vbd::removed`] turns true.
+    pub fn request_remove(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
+        if self.removing {
+            return;
+        }
+        self.removing = true;
+        let _ = xs.write(DOM0, &format!("{}/online", self.backend), b"0");
+        let fe_state = self.frontend_state(xs);
+        if self.conn.is_none()
+            && matches!(
+                fe_state,
+                XenbusState::Initialising | XenbusState::Closed | XenbusState::Unknown
+            )
+        {
+            self.switch(xs, XenbusState::Closed);
+            self.removed = true;
+        } else {
+            self.disconnect(link);
+            self.switch(xs, XenbusState::Closing);
+        }
+    }
+
+    /// Whether a hot-unplug has completed.
+    pub fn removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Ends the device: removes both directories from the store, stops
+    /// watching, and flushes and closes the image (releasing its lock).
+    pub fn remove(mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
+        self.disconnect(link);
+        for p in [&self.frontend, &self.backend] {
+            if let Err(e) = xs.rm(DOM0, p) {
+                tracing::warn!("{p}: cannot remove: {e}");
+            }
+        }
+        xs.disconnect(self.watch);
+        if let Some(mut d) = self.disk.take() {
+            if let Err(e) = d.flush() {
+                tracing::warn!("{}: flush on removal failed: {e}", self.backend);
+            }
+        }
+        tracing::info!("{}: removed", self.backend);
+    }
+
+    /// The config the device was made from.
+    pub fn config(&self) -> &VbdConfig {
+        &self.cfg
+    }
+
+    fn frontend_state(&self, xs: &mut Xenstore) -> XenbusState {
+        xs.read(DOM0, &format!("{}/state", self.frontend))
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.parse::<XenbusState>().ok())
+            .unwrap_or(XenbusState::Unknown)
     }
 
     fn switch(&mut self, xs: &mut Xenstore, s: XenbusState) {

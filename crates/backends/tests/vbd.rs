@@ -566,3 +566,60 @@ fn a_cdrom_is_read_only_and_says_so() {
     let info: u32 = read(&mut xs, &format!("{BE}/info")).parse().unwrap();
     assert_eq!(info, VDISK_CDROM | VDISK_REMOVABLE | VDISK_READONLY);
 }
+
+#[test]
+fn hot_unplug_waits_for_the_frontend_then_cleans_up() {
+    let dir = scratch("unplug");
+    let img = image(&dir);
+    let mut xs = Xenstore::default();
+    let page = OwnedPage::new();
+    let link = Link {
+        ring: &page,
+        bound: Mutex::new(None),
+        mapped: Mutex::new(false),
+    };
+    let mut vbd = connect(&mut xs, &link, false, &img);
+    vbd.request_remove(&mut xs, &link);
+    assert_eq!(read(&mut xs, &format!("{BE}/online")), "0");
+    assert_eq!(read(&mut xs, &format!("{BE}/state")), "5");
+    assert!(!*link.mapped.lock().unwrap(), "ring let go at once");
+    assert!(!vbd.removed(), "waits for the frontend");
+    // The frontend follows: Closing, then Closed.
+    xs.write(DOM, &format!("{FE}/state"), b"5").unwrap();
+    vbd.poll_store(&mut xs, &link);
+    assert!(!vbd.removed());
+    xs.write(DOM, &format!("{FE}/state"), b"6").unwrap();
+    vbd.poll_store(&mut xs, &link);
+    assert!(vbd.removed());
+    assert_eq!(read(&mut xs, &format!("{BE}/state")), "6");
+    vbd.remove(&mut xs, &link);
+    assert!(xs.read(DOM0, BE).is_err() && xs.read(DOM0, FE).is_err());
+    // The image is free again.
+    disk::open(&img, Format::Raw, OpenOptions::default()).unwrap();
+}
+
+#[test]
+fn hot_unplug_of_an_unused_device_is_immediate() {
+    let dir = scratch("unplug-unused");
+    let img = image(&dir);
+    let mut xs = Xenstore::default();
+    let page = OwnedPage::new();
+    let link = Link {
+        ring: &page,
+        bound: Mutex::new(None),
+        mapped: Mutex::new(false),
+    };
+    let disk = disk::open(&img, Format::Raw, OpenOptions::default()).unwrap();
+    let mut vbd: Vbd<&OwnedPage> = Vbd::create(&mut xs, cfg(false, &img), disk).unwrap();
+    vbd.poll_store(&mut xs, &link);
+    vbd.request_remove(&mut xs, &link);
+    assert!(vbd.removed());
+    // A frontend that wakes up now is not connected.
+    xs.write(DOM, &format!("{FE}/ring-ref"), b"8").unwrap();
+    xs.write(DOM, &format!("{FE}/event-channel"), b"5").unwrap();
+    xs.write(DOM, &format!("{FE}/state"), b"3").unwrap();
+    vbd.poll_store(&mut xs, &link);
+    assert!(!*link.mapped.lock().unwrap());
+    vbd.remove(&mut xs, &link);
+    assert!(xs.read(DOM0, BE).is_err());
+}

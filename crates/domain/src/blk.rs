@@ -46,6 +46,24 @@ pub enum BlockError {
     Open { vdev: String, source: DiskError },
     #[error("disk {vdev}: cannot write its xenstore entries: {source}")]
     Store { vdev: String, source: XsError },
+    #[error("disk {vdev}: the domain already has a disk with device number {devid}")]
+    InUse { vdev: String, devid: u32 },
+    #[error("the domain has no disk {0}")]
+    NoSuchDisk(String),
+}
+
+/// One disk as `block-list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub vdev: String,
+    pub devid: u32,
+    pub path: String,
+    pub format: String,
+    pub read_only: bool,
+    /// The backend's xenbus state (4: connected).
+    pub state: u32,
+    /// The event channel while connected.
+    pub port: Option<u32>,
 }
 
 /// Disks opened before the domain is built.
@@ -110,6 +128,80 @@ impl BlockDevices {
         self.vbds.is_empty()
     }
 
+    /// Hot-plugs a disk (`block-attach`): opens the image and writes the
+    /// device's nodes; the guest's xenbus sees them through its watch.
+    pub fn attach(
+        &mut self,
+        xs: &mut Xenstore,
+        domid: DomId,
+        d: &DiskAttach,
+    ) -> Result<(), BlockError> {
+        if self.vbds.iter().any(|v| v.config().devid == d.devid) {
+            return Err(BlockError::InUse {
+                vdev: d.vdev.clone(),
+                devid: d.devid,
+            });
+        }
+        let opened = open_disks(std::slice::from_ref(d))?;
+        let new = BlockDevices::create(xs, domid, opened)?;
+        self.vbds.extend(new.vbds);
+        Ok(())
+    }
+
+    /// Starts hot-unplugging the disk named `vdev` (or numbered so) (`block-detach`); it goes
+    /// away once the guest has closed it (see [`BlockDevices::poll_store`]).
+    pub fn detach(
+        &mut self,
+        dom: &DomainShared,
+        xs: &mut Xenstore,
+        vdev: &str,
+    ) -> Result<(), BlockError> {
+        let link = Link { dom };
+        let v = self
+            .vbds
+            .iter_mut()
+            .find(|v| v.config().vdev == vdev || v.config().devid.to_string() == vdev)
+            .ok_or_else(|| BlockError::NoSuchDisk(vdev.to_string()))?;
+        v.request_remove(xs, &link);
+        self.reap(dom, xs);
+        Ok(())
+    }
+
+    /// The disks (`block-list`).
+    pub fn list(&self) -> Vec<BlockInfo> {
+        self.vbds
+            .iter()
+            .map(|v| {
+                let c = v.config();
+                BlockInfo {
+                    vdev: c.vdev.clone(),
+                    devid: c.devid,
+                    path: c.params.clone(),
+                    format: c.format.clone(),
+                    read_only: c.read_only,
+                    state: v.state() as u32,
+                    port: v.port(),
+                }
+            })
+            .collect()
+    }
+
+    /// Removes the devices whose unplug has completed.
+    fn reap(&mut self, dom: &DomainShared, xs: &mut Xenstore) -> bool {
+        let link = Link { dom };
+        let mut reaped = false;
+        let mut i = 0;
+        while i < self.vbds.len() {
+            if self.vbds[i].removed() {
+                self.vbds.swap_remove(i).remove(xs, &link);
+                reaped = true;
+            } else {
+                i += 1;
+            }
+        }
+        reaped
+    }
+
     /// Reacts to frontend state changes (after the guest used xenstore).
     /// Returns whether the store changed, so the guest's xenstore
     /// connection should be polled again to deliver the watch events.
@@ -119,7 +211,7 @@ impl BlockDevices {
         for v in &mut self.vbds {
             changed |= v.poll_store(xs, &link);
         }
-        changed
+        changed | self.reap(dom, xs)
     }
 
     /// The guest notified `port`: if it is a vbd's, serve that ring and

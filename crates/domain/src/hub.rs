@@ -163,6 +163,49 @@ impl HubState {
         *self.blk.lock().unwrap() = devices;
     }
 
+    /// Runs `f` on the store and the disks (hot-plug), then delivers what
+    /// it changed to the guest's xenstore connection.
+    fn with_block<R>(
+        &self,
+        dom: &DomainShared,
+        f: impl FnOnce(&mut crate::blk::BlockDevices, &mut Xenstore) -> R,
+    ) -> Option<R> {
+        let mut slot = self.xenstore.lock().unwrap();
+        let s = slot.as_mut()?;
+        let r = f(&mut self.blk.lock().unwrap(), &mut s.xs);
+        if !s.broken && matches!(s.conn.poll(&mut s.xs), Ok(true)) {
+            dom.raise(s.port);
+        }
+        Some(r)
+    }
+
+    /// Hot-plugs a disk (`block-attach`) into the running domain `domid`.
+    pub fn block_attach(
+        &self,
+        dom: &DomainShared,
+        domid: DomId,
+        disk: &crate::blk::DiskAttach,
+    ) -> Result<(), crate::blk::BlockError> {
+        self.with_block(dom, |b, xs| b.attach(xs, domid, disk))
+            .unwrap_or(Err(crate::blk::BlockError::NoSuchDisk(disk.vdev.clone())))
+    }
+
+    /// Starts a hot-unplug (`block-detach`); the disk goes once the guest
+    /// has closed it.
+    pub fn block_detach(
+        &self,
+        dom: &DomainShared,
+        vdev: &str,
+    ) -> Result<(), crate::blk::BlockError> {
+        self.with_block(dom, |b, xs| b.detach(dom, xs, vdev))
+            .unwrap_or(Err(crate::blk::BlockError::NoSuchDisk(vdev.to_string())))
+    }
+
+    /// The domain's disks (`block-list`).
+    pub fn block_list(&self) -> Vec<crate::blk::BlockInfo> {
+        self.blk.lock().unwrap().list()
+    }
+
     /// Serves the block rings on the calling thread until
     /// [`HubState::stop_block`] (run it on a thread of its own).
     pub fn run_block(&self, dom: &DomainShared) {
