@@ -252,7 +252,8 @@ rxen_shim_pf_entry:
     # One MMU_NORMAL_PT_UPDATE for DOMID_SELF without a done count, the
     # request in the page the guest's stack pointer is in (written by the
     # hypercall stub's pushes, so mapped: the reads cannot fault). Same
-    # checks as Vcpu::mmu_update_one: entry in RAM and 8-aligned; a present
+    # checks as Vcpu::mmu_update_one: entry in RAM and 8-aligned, not one
+    # that could be in rxen's L4 slots (the VMM checks those); a present
     # entry maps RAM and gets _PAGE_USER. The entry is written through the
     # direct map, which the host's shadow MMU tracks.
 .Lmmu_update:
@@ -277,6 +278,10 @@ rxen_shim_pf_entry:
     mov (%rdi), %rax                            # ptr
     test $7, %al
     jnz .Lmmu_exit
+    mov %eax, %ebx
+    and $0xf80, %ebx
+    cmp $0x800, %ebx                            # entries 256..271: maybe rxen's
+    je .Lmmu_exit                               # L4 slots, the VMM decides
     mov %rax, %rbx
     shr $12, %rbx
     cmp rxen_shim_data + 0x80(%rip), %rbx      # RAM pages
