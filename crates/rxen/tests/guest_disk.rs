@@ -542,3 +542,52 @@ poweroff -f
         eprintln!("host  {name}: {}", e.lines().last().unwrap_or(""));
     }
 }
+
+/// Bad disks stop `create` before the guest runs, with the file named.
+#[test]
+fn missing_corrupt_or_busy_images_are_refused_before_boot() {
+    let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch Debian's kernel");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-disk-refused");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let busy = dir.join("busy.qcow2");
+    disk::create(&busy, Format::Qcow2, MIB as u64).unwrap();
+    let _holder = disk::open(&busy, Format::Qcow2, OpenOptions::default()).unwrap();
+    let corrupt = dir.join("corrupt.qcow2");
+    std::fs::write(&corrupt, b"QFI\xfb\0\0\0\x03 truncated").unwrap();
+    let missing = dir.join("missing.raw");
+    for (target, format, want) in [
+        (&missing, "raw", "No such file"),
+        (&busy, "qcow2", "in use"),
+        (&corrupt, "qcow2", "not a usable qcow2 image"),
+    ] {
+        let cfg = dir.join("bad.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"rxen-test-bad-disk\"\nkernel = \"{}\"\nmemory = 128\n\
+                 disk = ['format={format}, vdev=xvda, access=rw, target={}']\n",
+                kernel.vmlinuz.display(),
+                target.display()
+            ),
+        )
+        .unwrap();
+        let out = run_with_timeout(
+            Command::new(env!("CARGO_BIN_EXE_rxen"))
+                .args(["create", "-F"])
+                .arg(&cfg),
+            Duration::from_secs(60),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(target.to_str().unwrap()) && err.contains(want),
+            "{err}"
+        );
+        assert!(err.contains("xvda"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(&corrupt).unwrap(),
+        b"QFI\xfb\0\0\0\x03 truncated"
+    );
+}
