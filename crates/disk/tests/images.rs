@@ -525,3 +525,75 @@ fn qemu_img_variants_read_correctly_or_fail_clearly() {
         "only extended L2 entries may be unsupported: {refused:#?}"
     );
 }
+
+/// A loop device over a file, detached on drop.
+struct Loop(String);
+
+impl Loop {
+    fn new(file: &Path) -> Loop {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .expect("losetup (util-linux)");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.0]).status();
+    }
+}
+
+#[test]
+fn a_block_device_is_a_raw_disk() {
+    let dir = scratch("blockdev");
+    let file = dir.join("backing.img");
+    std::fs::write(&file, pattern(13, 0, 4 * MIB as usize)).unwrap();
+    let lo = Loop::new(&file);
+    let dev = Path::new(&lo.0);
+    for direct in [false, true] {
+        let mut d = disk::open(
+            dev,
+            Format::Raw,
+            OpenOptions {
+                read_only: false,
+                direct,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.size(), 4 * MIB, "size from BLKGETSIZE64");
+        let mut b = vec![0; 3000];
+        d.read_at(&mut b, 1000).unwrap();
+        assert_eq!(b, pattern(13, 1000, 3000));
+        d.write_at(&pattern(14, 70000, 5000), 70000).unwrap();
+        d.flush().unwrap();
+        // A device in use is locked like a file.
+        assert!(matches!(
+            disk::open(dev, Format::Raw, OpenOptions::default()),
+            Err(DiskError::Locked { .. })
+        ));
+        d.discard(MIB, MIB).unwrap();
+        let mut z = vec![1; 4096];
+        d.read_at(&mut z, MIB + 4096).unwrap();
+        assert!(
+            z.iter().all(|&x| x == 0),
+            "BLKDISCARD on a loop device zeroes"
+        );
+        assert!(matches!(
+            d.read_at(&mut b, 4 * MIB - 10),
+            Err(DiskError::OutOfRange { .. })
+        ));
+    }
+    let chain = disk::chain(dev).unwrap();
+    assert_eq!((chain.len(), chain[0].size), (1, 4 * MIB));
+    drop(lo);
+    let data = std::fs::read(&file).unwrap();
+    assert_eq!(&data[70000..75000], &pattern(14, 70000, 5000)[..]);
+}
