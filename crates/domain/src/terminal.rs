@@ -96,9 +96,7 @@ impl Control {
         let mut d = self.destroyed.lock().unwrap();
         if d.is_none() {
             tracing::info!("destroying the domain: {why}");
-            dom.request_shutdown(pv::domain::ShutdownReason::Crash(format!(
-                "destroyed by {why}"
-            )));
+            dom.request_shutdown(pv::domain::ShutdownReason::Destroyed);
             *d = Some(why);
         }
     }

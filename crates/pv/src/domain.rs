@@ -20,6 +20,9 @@ pub enum ShutdownReason {
     Crash(String),
     Watchdog,
     SoftReset,
+    /// Stopped from the host (`rxen destroy`, `^]`, a signal); not the
+    /// guest's doing.
+    Destroyed,
 }
 
 impl ShutdownReason {
@@ -43,6 +46,7 @@ impl ShutdownReason {
             ShutdownReason::Crash(_) => "crash",
             ShutdownReason::Watchdog => "watchdog",
             ShutdownReason::SoftReset => "soft_reset",
+            ShutdownReason::Destroyed => "destroy",
         }
     }
 }
@@ -72,6 +76,11 @@ pub struct DomainShared {
     pub vcpu_info_gpa: AtomicU64,
     /// pthread id of the vCPU thread, for kicks.
     pub vcpu_thread: AtomicU64,
+    /// Set by [`DomainShared::pause`]: the vCPU parks before its next
+    /// KVM_RUN. Guest time (TSC-based) keeps going meanwhile.
+    paused: AtomicBool,
+    pause_lock: Mutex<()>,
+    pause_cv: Condvar,
 }
 
 impl DomainShared {
@@ -91,6 +100,9 @@ impl DomainShared {
             timer_cv: Condvar::new(),
             vcpu_info_gpa: AtomicU64::new(vi),
             vcpu_thread: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            pause_lock: Mutex::new(()),
+            pause_cv: Condvar::new(),
         })
     }
 
@@ -137,7 +149,35 @@ impl DomainShared {
         self.stopping.store(true, Ordering::SeqCst);
         drop(s);
         self.timer_cv.notify_all();
+        // A paused vCPU must wake up to stop.
+        drop(self.pause_lock.lock().unwrap());
+        self.pause_cv.notify_all();
         self.kick();
+    }
+
+    /// Stops the vCPU from running guest code until [`Self::unpause`]
+    /// (`xl pause`). Returns at once; the vCPU parks at its next exit.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+        self.kick();
+    }
+
+    pub fn unpause(&self) {
+        let _g = self.pause_lock.lock().unwrap();
+        self.paused.store(false, Ordering::SeqCst);
+        self.pause_cv.notify_all();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Called by the vCPU thread: blocks while paused and not stopping.
+    pub fn wait_while_paused(&self) {
+        let mut g = self.pause_lock.lock().unwrap();
+        while self.paused.load(Ordering::SeqCst) && !self.stopping.load(Ordering::SeqCst) {
+            g = self.pause_cv.wait(g).unwrap();
+        }
     }
 
     pub fn shutdown_reason(&self) -> Option<ShutdownReason> {

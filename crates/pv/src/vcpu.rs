@@ -248,6 +248,10 @@ impl Vcpu {
             if let Some(r) = self.dom.shutdown_reason() {
                 break r;
             }
+            if self.dom.is_paused() {
+                self.dom.wait_while_paused();
+                continue;
+            }
             match self.step() {
                 Ok(()) => {}
                 Err(Stop(r)) => {

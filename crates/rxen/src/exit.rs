@@ -44,6 +44,7 @@ impl Status {
             ShutdownReason::Poweroff => Status::Poweroff,
             ShutdownReason::Reboot => Status::Reboot,
             ShutdownReason::Crash(_) => Status::Crash,
+            ShutdownReason::Destroyed => Status::Destroyed,
             ShutdownReason::Suspend | ShutdownReason::Watchdog | ShutdownReason::SoftReset => {
                 Status::Other
             }
@@ -79,7 +80,7 @@ mod tests {
         assert_eq!(s(ShutdownReason::Suspend, None), 6);
         assert_eq!(
             s(
-                ShutdownReason::Crash("destroyed".into()),
+                ShutdownReason::Destroyed,
                 Some(Destroyed::Escape)
             ),
             5
