@@ -259,6 +259,25 @@ impl HubState {
         self.xenstore.lock().unwrap().as_mut().map(|s| f(&mut s.xs))
     }
 
+    /// Writes `value` at `path` as dom0 and delivers the watch events it
+    /// fires to the guest (e.g. `control/shutdown` for `rxen shutdown`).
+    pub fn xenstore_write(
+        &self,
+        dom: &DomainShared,
+        path: &str,
+        value: &[u8],
+    ) -> Result<(), xenstore::XsError> {
+        {
+            let mut slot = self.xenstore.lock().unwrap();
+            let s = slot.as_mut().ok_or(xenstore::XsError::Io)?;
+            s.xs.write(xenstore::DOM0, path, value)?;
+        }
+        if let Some(p) = self.service_xenstore() {
+            dom.raise(p);
+        }
+        Ok(())
+    }
+
     fn service_console(&self) -> Option<u32> {
         let mut slot = self.console.lock().unwrap();
         let c = slot.as_mut()?;

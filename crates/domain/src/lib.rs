@@ -1,10 +1,11 @@
 //! The monitor of one domain: builds it with the PV machine, wires its
 //! device backends (console, xenstore ring) and runs it.
 //!
-//! Today one mode exists: [`run_foreground`] runs the domain in the calling
-//! process until it stops, with its console optionally attached to the
-//! terminal (`rxen create -F [-c]`). Detached monitors with a control socket
-//! come with the toolstack.
+//! Two modes: [`run_foreground`] runs the domain in the calling process
+//! until it stops, with its console optionally attached to the terminal
+//! (`rxen create -F [-c]`); [`monitor::run_detached`] is the monitor of a
+//! detached domain (`rxen create`), serving a control socket and a console
+//! socket and applying the `on_*` actions.
 //!
 //! - [`hub`]: the [`pv::domain::DeviceHub`] (console ring, xenstore ring,
 //!   `console_io` output).
@@ -12,9 +13,14 @@
 //! - [`store_layout`]: the xenstore tree written before boot.
 //! - [`terminal`]: raw mode, the stdin reader, the `^]` escape, signals.
 //! - [`state`]: where a domain's files live.
+//! - [`monitor`]: the detached monitor's lifecycle; [`control`]: its
+//!   request protocol; [`console_server`]: console viewers.
 
 pub mod blk;
+pub mod console_server;
+pub mod control;
 pub mod hub;
+pub mod monitor;
 pub mod state;
 pub mod store_layout;
 pub mod terminal;
@@ -67,7 +73,7 @@ pub struct Foreground {
 /// How a domain ended.
 #[derive(Debug, Clone)]
 pub struct Ended {
-    /// The guest's shutdown reason, or `Crash` when it was destroyed.
+    /// The guest's shutdown reason, or `Destroyed`.
     pub reason: ShutdownReason,
     /// Set when the user ended it (`^]`, a signal) rather than the guest.
     pub destroyed: Option<Destroyed>,
@@ -105,20 +111,18 @@ pub enum MonitorError {
     Block(#[from] blk::BlockError),
     #[error("cannot put the terminal in raw mode: {0}")]
     Terminal(std::io::Error),
+    #[error("cannot listen on {}: {source}", path.display())]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start a monitor thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Builds the domain and runs it on the calling thread until it stops.
 /// Errors are reported before the guest runs its first instruction.
 pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, MonitorError> {
-    let kernel =
-        pv_image::load_kernel_cached(&spec.kernel, &pv_image::KernelCache::in_user_cache())?;
-    let initrd = match &spec.ramdisk {
-        Some(path) => Some(std::fs::read(path).map_err(|source| MonitorError::Ramdisk {
-            path: path.clone(),
-            source,
-        })?),
-        None => None,
-    };
     let log = match &opts.console_log {
         Some(path) => Some(open_log(path)?),
         None => None,
@@ -126,52 +130,11 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
     let terminal: Option<Box<dyn std::io::Write + Send>> = opts
         .attach_console
         .then(|| Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>);
-    // Disk images are opened (and locked) before anything is built.
-    let disks = blk::open_disks(&spec.disks)?;
-    let hub = HubState::new(ConsoleOutput::new(terminal, log));
 
     // Block the signals before any domain thread exists, so every thread
     // inherits the mask and only the watcher receives them.
     let signals = terminal::BlockedSignals::block();
-    let prepared = pv::launch::prepare(
-        &BootSpec {
-            kernel: &kernel,
-            initrd: initrd.as_deref(),
-            cmdline: &spec.cmdline,
-            memory_mib: spec.memory_mib,
-        },
-        hub.hub(),
-    )
-    .map_err(|source| MonitorError::Launch {
-        name: spec.name.clone(),
-        kernel: spec.kernel.clone(),
-        source,
-    })?;
-    drop(kernel);
-    drop(initrd);
-
-    let boot = &prepared.boot;
-    let mut xs = Xenstore::default();
-    let uuid = spec.uuid.unwrap_or_else(store_layout::generate_uuid);
-    store_layout::write_domain(
-        &mut xs,
-        &store_layout::DomainEntry {
-            domid: opts.domid,
-            name: spec.name.clone(),
-            uuid: store_layout::format_uuid(&uuid),
-            memory_mib: spec.memory_mib,
-            maxmem_mib: spec.maxmem_mib.max(spec.memory_mib),
-            vcpus: 1,
-            console_pfn: boot.console_pfn,
-            console_evtchn: boot.console_evtchn,
-            xenstore_pfn: boot.xenstore_pfn,
-            xenstore_evtchn: boot.xenstore_evtchn,
-        },
-    )
-    .map_err(MonitorError::Xenstore)?;
-    prepared.dom.grants.set_own_domid(opts.domid);
-    hub.attach_block(blk::BlockDevices::create(&mut xs, opts.domid, disks)?);
-    hub.attach(&prepared.dom, boot, xs, opts.domid)?;
+    let (prepared, hub) = build(spec, opts.domid, ConsoleOutput::new(terminal, log))?;
 
     let control = Arc::new(terminal::Control::default());
     let raw = if opts.attach_console {
@@ -242,6 +205,70 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
         elapsed,
         stats,
     })
+}
+
+/// Loads the kernel and ramdisk, opens the disks, builds the domain with
+/// its devices and writes its xenstore tree; the domain is ready to run
+/// (the caller runs [`HubState::run_block`] beside it). Console bytes go to
+/// `output`.
+pub fn build(
+    spec: &DomainSpec,
+    domid: DomId,
+    output: ConsoleOutput,
+) -> Result<(pv::launch::Prepared, Arc<HubState>), MonitorError> {
+    let kernel =
+        pv_image::load_kernel_cached(&spec.kernel, &pv_image::KernelCache::in_user_cache())?;
+    let initrd = match &spec.ramdisk {
+        Some(path) => Some(std::fs::read(path).map_err(|source| MonitorError::Ramdisk {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    // Disk images are opened (and locked) before anything is built.
+    let disks = blk::open_disks(&spec.disks)?;
+    let hub = HubState::new(output);
+    let prepared = pv::launch::prepare(
+        &BootSpec {
+            kernel: &kernel,
+            initrd: initrd.as_deref(),
+            cmdline: &spec.cmdline,
+            memory_mib: spec.memory_mib,
+        },
+        hub.hub(),
+    )
+    .map_err(|source| MonitorError::Launch {
+        name: spec.name.clone(),
+        kernel: spec.kernel.clone(),
+        source,
+    })?;
+    drop(kernel);
+    drop(initrd);
+
+    let boot = &prepared.boot;
+    let mut xs = Xenstore::default();
+    let uuid = spec.uuid.unwrap_or_else(store_layout::generate_uuid);
+    store_layout::write_domain(
+        &mut xs,
+        &store_layout::DomainEntry {
+            domid,
+            name: spec.name.clone(),
+            uuid: store_layout::format_uuid(&uuid),
+            memory_mib: spec.memory_mib,
+            maxmem_mib: spec.maxmem_mib.max(spec.memory_mib),
+            vcpus: 1,
+            console_pfn: boot.console_pfn,
+            console_evtchn: boot.console_evtchn,
+            xenstore_pfn: boot.xenstore_pfn,
+            xenstore_evtchn: boot.xenstore_evtchn,
+        },
+    )
+    .map_err(MonitorError::Xenstore)?;
+    prepared.dom.grants.set_own_domid(domid);
+    hub.attach_block(blk::BlockDevices::create(&mut xs, domid, disks)?);
+    hub.attach(&prepared.dom, boot, xs, domid)?;
+
+    Ok((prepared, hub))
 }
 
 fn open_log(path: &std::path::Path) -> Result<File, MonitorError> {

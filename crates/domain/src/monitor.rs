@@ -1,0 +1,568 @@
+//! A detached domain's monitor: boots the domain, serves its control socket
+//! ([`crate::control`]) and console socket ([`crate::console_server`]), and
+//! applies the config's `on_poweroff` / `on_reboot` / `on_crash` actions
+//! when the guest stops, until the domain is destroyed.
+//!
+//! The registry (which ids and names exist, the state directory) belongs to
+//! the toolstack above; the monitor only reaches it through [`Hooks`].
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pv::domain::{DomainShared, ShutdownReason};
+use xenstore::DomId;
+
+use crate::console_server::{self, InputTarget, Viewers};
+use crate::control::{Request, RequestMsg, ResponseMsg, RunState, Status, MAX_LINE};
+use crate::hub::{ConsoleOutput, HubState};
+use crate::{DomainSpec, MonitorError};
+
+/// What to do when the guest stops (xl.cfg's `on_*` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnShutdown {
+    /// The domain goes away.
+    Destroy,
+    /// It boots again with the same id and config.
+    Restart,
+    /// It stays listed (shut down or crashed) until destroyed.
+    Preserve,
+    /// It stays under a new name and a new domain with its config starts.
+    RenameRestart,
+}
+
+/// The config's `on_poweroff`, `on_reboot` and `on_crash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actions {
+    pub on_poweroff: OnShutdown,
+    pub on_reboot: OnShutdown,
+    pub on_crash: OnShutdown,
+}
+
+impl Actions {
+    /// The action for a stop for `reason`. Suspend and soft reset have no
+    /// action of their own yet and destroy; a watchdog counts as a crash.
+    pub fn for_reason(&self, reason: &ShutdownReason) -> OnShutdown {
+        match reason {
+            ShutdownReason::Poweroff => self.on_poweroff,
+            ShutdownReason::Reboot => self.on_reboot,
+            ShutdownReason::Crash(_) | ShutdownReason::Watchdog => self.on_crash,
+            ShutdownReason::Suspend | ShutdownReason::SoftReset | ShutdownReason::Destroyed => {
+                OnShutdown::Destroy
+            }
+        }
+    }
+}
+
+/// Everything a detached monitor needs.
+#[derive(Debug, Clone)]
+pub struct MonitorSpec {
+    pub domain: DomainSpec,
+    pub domid: DomId,
+    pub actions: Actions,
+    pub control_socket: PathBuf,
+    pub console_socket: PathBuf,
+    pub console_log: PathBuf,
+}
+
+/// The registry side of `rename-restart`, provided by the toolstack.
+pub trait Hooks: Send + Sync {
+    /// Renames this domain (currently `name`) to a free name in the
+    /// registry and starts a new domain from the same config; returns the
+    /// name this domain now has.
+    fn rename_restart(&self, name: &str) -> Result<String, String>;
+}
+
+/// How a monitor ended.
+#[derive(Debug, Clone)]
+pub struct MonitorEnd {
+    /// How the last boot ended.
+    pub last: Option<ShutdownReason>,
+    /// The domain's name at the end (it may have been renamed).
+    pub name: String,
+    pub boots: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Running,
+    Shutdown,
+    Crashed,
+}
+
+struct St {
+    name: String,
+    phase: Phase,
+    dom: Option<Arc<DomainShared>>,
+    hub: Option<Arc<HubState>>,
+    /// Kernel thread id of the running vCPU thread (0: none).
+    vcpu_tid: i32,
+    /// CPU time of the vCPU threads of earlier boots.
+    cpu_done_ns: u64,
+    started_unix: f64,
+    boots: u32,
+    last_end: Option<ShutdownReason>,
+    destroy: bool,
+}
+
+struct Shared {
+    st: Mutex<St>,
+    cv: Condvar,
+    domid: DomId,
+    uuid: [u8; 16],
+    memory_mib: u64,
+    vcpus: u32,
+}
+
+impl Shared {
+    fn status(&self) -> Status {
+        let st = self.st.lock().unwrap();
+        let state = if st.destroy {
+            RunState::Dying
+        } else {
+            match st.phase {
+                Phase::Starting => RunState::Starting,
+                Phase::Shutdown => RunState::Shutdown,
+                Phase::Crashed => RunState::Crashed,
+                Phase::Running => match &st.dom {
+                    Some(d) if d.is_paused() => RunState::Paused,
+                    _ if thread_state(st.vcpu_tid) == Some('R') => RunState::Running,
+                    _ => RunState::Blocked,
+                },
+            }
+        };
+        let crash_detail = match &st.last_end {
+            Some(ShutdownReason::Crash(why)) => Some(why.clone()),
+            _ => None,
+        };
+        Status {
+            name: st.name.clone(),
+            domid: self.domid,
+            state,
+            memory_mib: self.memory_mib,
+            vcpus: self.vcpus,
+            cpu_time_ns: st.cpu_done_ns + thread_cpu_ns(st.vcpu_tid).unwrap_or(0),
+            started_unix: st.started_unix,
+            boots: st.boots,
+            last_end: st.last_end.as_ref().map(|r| r.name().to_string()),
+            crash_detail,
+            monitor_pid: std::process::id(),
+        }
+    }
+
+    /// The running boot's domain and hub, or why there is none.
+    fn running(&self) -> Result<(Arc<DomainShared>, Arc<HubState>), String> {
+        let st = self.st.lock().unwrap();
+        match (&st.dom, &st.hub, st.destroy) {
+            (Some(d), Some(h), false) => Ok((d.clone(), h.clone())),
+            _ => Err(format!(
+                "domain '{}' is not running (state {:?})",
+                st.name, st.phase
+            )),
+        }
+    }
+
+    fn destroy(&self) {
+        let mut st = self.st.lock().unwrap();
+        st.destroy = true;
+        if let Some(d) = &st.dom {
+            d.request_shutdown(ShutdownReason::Destroyed);
+        }
+        self.cv.notify_all();
+    }
+
+    fn rename(&self, name: &str) -> Result<(), String> {
+        if name.is_empty() || name.len() > 64 || name.contains('/') {
+            return Err(format!("invalid domain name {name:?}"));
+        }
+        let mut st = self.st.lock().unwrap();
+        st.name = name.to_string();
+        if let Some((d, h)) = st.dom.as_ref().zip(st.hub.as_ref()) {
+            let uuid = crate::store_layout::format_uuid(&self.uuid);
+            for path in [
+                format!("/local/domain/{}/name", self.domid),
+                format!("/vm/{uuid}/name"),
+            ] {
+                h.xenstore_write(d, &path, name.as_bytes())
+                    .map_err(|e| format!("cannot update xenstore {path}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&self, req: Request) -> Result<serde_json::Value, String> {
+        match req {
+            Request::Status => Ok(serde_json::to_value(self.status()).expect("status serializes")),
+            Request::Shutdown { kind } => {
+                let (d, h) = self.running()?;
+                let path = format!("/local/domain/{}/control/shutdown", self.domid);
+                h.xenstore_write(&d, &path, kind.node_value().as_bytes())
+                    .map_err(|e| format!("cannot write {path}: {e}"))?;
+                tracing::info!("asked the guest to {}", kind.node_value());
+                Ok(serde_json::Value::Null)
+            }
+            Request::Destroy => {
+                tracing::info!("destroy requested");
+                self.destroy();
+                Ok(serde_json::Value::Null)
+            }
+            Request::Pause => {
+                self.running()?.0.pause();
+                tracing::info!("paused");
+                Ok(serde_json::Value::Null)
+            }
+            Request::Unpause => {
+                self.running()?.0.unpause();
+                tracing::info!("unpaused");
+                Ok(serde_json::Value::Null)
+            }
+            Request::Rename { name } => {
+                self.rename(&name)?;
+                tracing::info!(name, "renamed");
+                Ok(serde_json::Value::Null)
+            }
+        }
+    }
+}
+
+/// Runs a detached domain until it is destroyed (by `destroy`, or by its
+/// `on_*` action). `ready` is called once: with `Ok` when the guest's first
+/// boot started, or with the error that kept it from starting.
+pub fn run_detached(
+    m: &MonitorSpec,
+    hooks: Arc<dyn Hooks>,
+    ready: Box<dyn FnOnce(Result<(), String>) + Send>,
+) -> Result<MonitorEnd, MonitorError> {
+    let mut ready = Some(ready);
+    let fail = |ready: &mut Option<Box<dyn FnOnce(Result<(), String>) + Send>>, e: MonitorError| {
+        if let Some(r) = ready.take() {
+            r(Err(e.to_string()));
+        }
+        e
+    };
+    let bind = |path: &PathBuf| {
+        let _ = std::fs::remove_file(path);
+        UnixListener::bind(path).map_err(|source| MonitorError::Socket {
+            path: path.clone(),
+            source,
+        })
+    };
+    let control = bind(&m.control_socket).map_err(|e| fail(&mut ready, e))?;
+    let console = bind(&m.console_socket).map_err(|e| fail(&mut ready, e))?;
+    let log = crate::open_log(&m.console_log).map_err(|e| fail(&mut ready, e))?;
+
+    let mut spec = m.domain.clone();
+    // Restarts keep the uuid.
+    let uuid = *spec
+        .uuid
+        .get_or_insert_with(crate::store_layout::generate_uuid);
+    let shared = Arc::new(Shared {
+        st: Mutex::new(St {
+            name: spec.name.clone(),
+            phase: Phase::Starting,
+            dom: None,
+            hub: None,
+            vcpu_tid: 0,
+            cpu_done_ns: 0,
+            started_unix: 0.0,
+            boots: 0,
+            last_end: None,
+            destroy: false,
+        }),
+        cv: Condvar::new(),
+        domid: m.domid,
+        uuid,
+        memory_mib: spec.memory_mib,
+        vcpus: 1,
+    });
+    let viewers = Arc::new(Viewers::default());
+    let input: Arc<InputTarget> = Arc::new(Mutex::new(None));
+    {
+        let (v, i) = (viewers.clone(), input.clone());
+        std::thread::Builder::new()
+            .name("rxen-console-srv".into())
+            .spawn(move || console_server::serve(console, v, i))
+            .map_err(|e| fail(&mut ready, MonitorError::Thread(e)))?;
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("rxen-control".into())
+            .spawn(move || serve_control(control, s))
+            .map_err(|e| fail(&mut ready, MonitorError::Thread(e)))?;
+    }
+
+    loop {
+        spec.name = shared.st.lock().unwrap().name.clone();
+        let output = ConsoleOutput::new(Some(viewers.sink()), log.try_clone().ok());
+        let (prepared, hub) = match crate::build(&spec, m.domid, output) {
+            Ok(b) => b,
+            Err(e) if ready.is_some() => return Err(fail(&mut ready, e)),
+            Err(e) => {
+                tracing::error!("cannot boot the domain again: {e}");
+                let mut st = shared.st.lock().unwrap();
+                st.last_end = Some(ShutdownReason::Crash(format!("restart failed: {e}")));
+                break;
+            }
+        };
+        let dom = prepared.dom.clone();
+        {
+            let mut st = shared.st.lock().unwrap();
+            if st.destroy {
+                break;
+            }
+            st.dom = Some(dom.clone());
+            st.hub = Some(hub.clone());
+            st.phase = Phase::Running;
+            st.boots += 1;
+            st.started_unix = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+        }
+        *input.lock().unwrap() = Some((hub.clone(), dom.clone()));
+        tracing::info!(
+            name = spec.name,
+            domid = m.domid,
+            memory_mib = spec.memory_mib,
+            kernel = %spec.kernel.display(),
+            cmdline = spec.cmdline,
+            "domain starting"
+        );
+        let blk = {
+            let (h, d) = (hub.clone(), dom.clone());
+            std::thread::Builder::new()
+                .name("rxen-blk".into())
+                .spawn(move || h.run_block(&d))
+        };
+        let blk = match blk {
+            Ok(b) => b,
+            Err(e) => return Err(fail(&mut ready, MonitorError::Thread(e))),
+        };
+        let s = shared.clone();
+        let vcpu = std::thread::Builder::new()
+            .name("rxen-vcpu0".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                s.st.lock().unwrap().vcpu_tid = unsafe { libc::gettid() };
+                let (reason, stats) = prepared.run();
+                (reason, stats, thread_cpu_ns(0).unwrap_or(0))
+            });
+        let vcpu = match vcpu {
+            Ok(v) => v,
+            Err(e) => {
+                dom.request_shutdown(ShutdownReason::Destroyed);
+                return Err(fail(&mut ready, MonitorError::Thread(e)));
+            }
+        };
+        if let Some(r) = ready.take() {
+            r(Ok(()));
+        }
+        let (reason, stats, cpu_ns) = match vcpu.join() {
+            Ok(r) => r,
+            Err(_) => (
+                ShutdownReason::Crash("the vCPU thread panicked".into()),
+                Default::default(),
+                0,
+            ),
+        };
+        hub.stop_block();
+        let _ = blk.join();
+        *input.lock().unwrap() = None;
+        drop(dom);
+        drop(hub);
+        let destroyed;
+        {
+            let mut st = shared.st.lock().unwrap();
+            st.cpu_done_ns += cpu_ns;
+            st.vcpu_tid = 0;
+            st.dom = None;
+            st.hub = None;
+            st.last_end = Some(reason.clone());
+            destroyed = st.destroy;
+        }
+        tracing::info!(reason = reason.name(), detail = ?reason, ?stats, "domain stopped");
+        let action = if destroyed {
+            OnShutdown::Destroy
+        } else {
+            m.actions.for_reason(&reason)
+        };
+        let note = |text: &str| {
+            let line = format!("\r\n[rxen: domain {} {text}]\r\n", reason.name());
+            viewers.publish(line.as_bytes());
+            let _ = (&log).write_all(line.as_bytes());
+        };
+        match action {
+            OnShutdown::Destroy => break,
+            OnShutdown::Restart => {
+                tracing::info!("restarting (on_{} = restart)", action_key(&reason));
+                note("- restarting");
+                shared.st.lock().unwrap().phase = Phase::Starting;
+                continue;
+            }
+            OnShutdown::Preserve | OnShutdown::RenameRestart => {
+                if action == OnShutdown::RenameRestart {
+                    let name = shared.st.lock().unwrap().name.clone();
+                    match hooks.rename_restart(&name) {
+                        Ok(new) => {
+                            tracing::info!(new, "renamed; a new domain was started as {name}");
+                            shared.st.lock().unwrap().name = new;
+                        }
+                        Err(e) => tracing::error!("rename-restart failed: {e}"),
+                    }
+                }
+                note("- preserved until destroyed");
+                let mut st = shared.st.lock().unwrap();
+                st.phase = if matches!(reason, ShutdownReason::Crash(_) | ShutdownReason::Watchdog)
+                {
+                    Phase::Crashed
+                } else {
+                    Phase::Shutdown
+                };
+                while !st.destroy {
+                    st = shared.cv.wait(st).unwrap();
+                }
+                break;
+            }
+        }
+    }
+    let st = shared.st.lock().unwrap();
+    Ok(MonitorEnd {
+        last: st.last_end.clone(),
+        name: st.name.clone(),
+        boots: st.boots,
+    })
+}
+
+fn action_key(reason: &ShutdownReason) -> &'static str {
+    match reason {
+        ShutdownReason::Poweroff => "poweroff",
+        ShutdownReason::Reboot => "reboot",
+        _ => "crash",
+    }
+}
+
+fn serve_control(listener: UnixListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let s = shared.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("rxen-control-conn".into())
+                    .spawn(move || control_conn(stream, &s));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a control connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("control socket accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn control_conn(stream: UnixStream, shared: &Shared) {
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        match reader
+            .by_ref()
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let resp = match RequestMsg::parse(line.trim_end()) {
+            Ok(req) => match shared.handle(req) {
+                Ok(v) => ResponseMsg::ok(v),
+                Err(e) => ResponseMsg::error(e),
+            },
+            Err(e) => ResponseMsg::error(e.to_string()),
+        };
+        if out.write_all(resp.to_line().as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// CPU time of thread `tid` of this process (0: the calling thread), ns.
+fn thread_cpu_ns(tid: i32) -> Option<u64> {
+    if tid == 0 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: writes one timespec.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+            return None;
+        }
+        return Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+    }
+    // schedstat: time on CPU (ns), time waiting, timeslices.
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The scheduler state letter (`R`, `S`, ...) of thread `tid`.
+fn thread_state(tid: i32) -> Option<char> {
+    if tid == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // "tid (comm) S ...": the comm may hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.trim_start().chars().next()
+}
+
+/// Writes `line` to a ready pipe (used by the toolstack's monitor entry).
+pub fn write_ready(mut pipe: File, result: &Result<(), String>) {
+    let msg = match result {
+        Ok(()) => ResponseMsg::ok(serde_json::Value::Null),
+        Err(e) => ResponseMsg::error(e.clone()),
+    };
+    let _ = pipe.write_all(msg.to_line().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_reason() {
+        let a = Actions {
+            on_poweroff: OnShutdown::Destroy,
+            on_reboot: OnShutdown::Restart,
+            on_crash: OnShutdown::Preserve,
+        };
+        assert_eq!(a.for_reason(&ShutdownReason::Poweroff), OnShutdown::Destroy);
+        assert_eq!(a.for_reason(&ShutdownReason::Reboot), OnShutdown::Restart);
+        assert_eq!(
+            a.for_reason(&ShutdownReason::Crash("x".into())),
+            OnShutdown::Preserve
+        );
+        assert_eq!(a.for_reason(&ShutdownReason::Watchdog), OnShutdown::Preserve);
+        assert_eq!(a.for_reason(&ShutdownReason::Destroyed), OnShutdown::Destroy);
+    }
+
+    #[test]
+    fn thread_accounting_reads_proc() {
+        // SAFETY: gettid has no preconditions.
+        let me = unsafe { libc::gettid() };
+        let t0 = thread_cpu_ns(me).unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_ns(me).unwrap() > t0);
+        assert_eq!(thread_state(me), Some('R'));
+        assert!(thread_cpu_ns(0).unwrap() > 0);
+    }
+}
