@@ -58,15 +58,14 @@ impl Viewers {
         g.history.extend(bytes);
         let over = g.history.len().saturating_sub(HISTORY);
         g.history.drain(..over);
-        g.viewers
-            .retain(|tx| match tx.try_send(bytes.to_vec()) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) => {
-                    tracing::warn!("a console viewer is not reading; dropping it");
-                    false
-                }
-                Err(TrySendError::Disconnected(_)) => false,
-            });
+        g.viewers.retain(|tx| match tx.try_send(bytes.to_vec()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("a console viewer is not reading; dropping it");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
     }
 
     /// A new viewer: up to `replay` bytes of history, then live output.
@@ -138,10 +137,7 @@ fn viewer(
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
-    reader
-        .by_ref()
-        .take(MAX_LINE as u64)
-        .read_line(&mut line)?;
+    reader.by_ref().take(MAX_LINE as u64).read_line(&mut line)?;
     let mut out = stream.try_clone()?;
     let hello = match serde_json::from_str::<Hello>(line.trim_end()) {
         Ok(h) if h.version == VERSION => h,
@@ -163,7 +159,11 @@ fn viewer(
         }
     };
     let (past, rx) = viewers.subscribe(hello.replay);
-    out.write_all(ResponseMsg::ok(serde_json::Value::Null).to_line().as_bytes())?;
+    out.write_all(
+        ResponseMsg::ok(serde_json::Value::Null)
+            .to_line()
+            .as_bytes(),
+    )?;
     out.write_all(&past)?;
 
     // Output: a writer thread per viewer, so a slow one only hurts itself.
@@ -180,7 +180,9 @@ fn viewer(
 
     // Input: this thread. The timeout doubles as the retry tick for input
     // that did not fit in the ring.
-    reader.get_ref().set_read_timeout(Some(Duration::from_millis(200)))?;
+    reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(200)))?;
     let mut buf = [0u8; 1024];
     let mut pending = reader.buffer().to_vec();
     reader.consume(pending.len());

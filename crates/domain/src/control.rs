@@ -292,10 +292,7 @@ mod tests {
     #[test]
     fn responses_carry_a_result_or_an_error() {
         let l = ResponseMsg::ok(serde_json::json!({"a": 1})).to_line();
-        assert_eq!(
-            ResponseMsg::parse(&l).unwrap(),
-            serde_json::json!({"a": 1})
-        );
+        assert_eq!(ResponseMsg::parse(&l).unwrap(), serde_json::json!({"a": 1}));
         let l = ResponseMsg::ok(serde_json::Value::Null).to_line();
         assert_eq!(ResponseMsg::parse(&l).unwrap(), serde_json::Value::Null);
         let l = ResponseMsg::error("no such thing").to_line();

@@ -271,8 +271,14 @@ impl HubState {
             let mut slot = self.xenstore.lock().unwrap();
             let s = slot.as_mut().ok_or(xenstore::XsError::Io)?;
             s.xs.write(xenstore::DOM0, path, value)?;
+            tracing::debug!(
+                path,
+                watches = s.xs.watch_count(s.conn.conn()),
+                pending = s.xs.has_output(s.conn.conn()),
+                "dom0 wrote a node"
+            );
         }
-        if let Some(p) = self.service_xenstore() {
+        if let Some(p) = self.service_xenstore(dom) {
             dom.raise(p);
         }
         Ok(())

@@ -66,6 +66,9 @@ pub struct MonitorSpec {
     pub control_socket: PathBuf,
     pub console_socket: PathBuf,
     pub console_log: PathBuf,
+    /// Leave the first boot paused before its first instruction
+    /// (`create -p`).
+    pub start_paused: bool,
 }
 
 /// The registry side of `rename-restart`, provided by the toolstack.
@@ -229,16 +232,19 @@ impl Shared {
     }
 }
 
+/// Told once whether the first boot started.
+pub type ReadyFn = Box<dyn FnOnce(Result<(), String>) + Send>;
+
 /// Runs a detached domain until it is destroyed (by `destroy`, or by its
 /// `on_*` action). `ready` is called once: with `Ok` when the guest's first
 /// boot started, or with the error that kept it from starting.
 pub fn run_detached(
     m: &MonitorSpec,
     hooks: Arc<dyn Hooks>,
-    ready: Box<dyn FnOnce(Result<(), String>) + Send>,
+    ready: ReadyFn,
 ) -> Result<MonitorEnd, MonitorError> {
     let mut ready = Some(ready);
-    let fail = |ready: &mut Option<Box<dyn FnOnce(Result<(), String>) + Send>>, e: MonitorError| {
+    let fail = |ready: &mut Option<ReadyFn>, e: MonitorError| {
         if let Some(r) = ready.take() {
             r(Err(e.to_string()));
         }
@@ -323,6 +329,9 @@ pub fn run_detached(
                 .unwrap_or(0.0);
         }
         *input.lock().unwrap() = Some((hub.clone(), dom.clone()));
+        if m.start_paused && ready.is_some() {
+            dom.pause();
+        }
         tracing::info!(
             name = spec.name,
             domid = m.domid,
@@ -547,8 +556,14 @@ mod tests {
             a.for_reason(&ShutdownReason::Crash("x".into())),
             OnShutdown::Preserve
         );
-        assert_eq!(a.for_reason(&ShutdownReason::Watchdog), OnShutdown::Preserve);
-        assert_eq!(a.for_reason(&ShutdownReason::Destroyed), OnShutdown::Destroy);
+        assert_eq!(
+            a.for_reason(&ShutdownReason::Watchdog),
+            OnShutdown::Preserve
+        );
+        assert_eq!(
+            a.for_reason(&ShutdownReason::Destroyed),
+            OnShutdown::Destroy
+        );
     }
 
     #[test]

@@ -78,13 +78,7 @@ mod tests {
         assert_eq!(s(ShutdownReason::Crash("panic".into()), None), 4);
         assert_eq!(s(ShutdownReason::Watchdog, None), 6);
         assert_eq!(s(ShutdownReason::Suspend, None), 6);
-        assert_eq!(
-            s(
-                ShutdownReason::Destroyed,
-                Some(Destroyed::Escape)
-            ),
-            5
-        );
+        assert_eq!(s(ShutdownReason::Destroyed, Some(Destroyed::Escape)), 5);
         assert_eq!(
             s(ShutdownReason::Poweroff, Some(Destroyed::Signal("SIGTERM"))),
             5

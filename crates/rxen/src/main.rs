@@ -2,6 +2,9 @@
 
 #[macro_use]
 mod exit;
+mod commands;
+mod console;
+mod detached;
 mod image;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +20,8 @@ use domain::{DomainSpec, Foreground};
 use exit::Status;
 #[cfg(test)]
 use exit::EXIT_STATUS_HELP;
+use toolstack::client::{Request, ShutdownKind};
+use toolstack::registry::Registry;
 
 /// The id a foreground domain gets (ids are allocated by the toolstack's
 /// registry once detached domains exist).
@@ -28,8 +33,13 @@ const FOREGROUND_DOMID: u16 = 1;
     version,
     about = "Run Xen PV guests (unmodified distribution kernels) on Linux KVM, managed like xl",
     after_help = "Examples:\n  rxen demo                     boot Debian's kernel with a busybox shell\n  \
-                  rxen create -F -c guest.cfg   boot a domain from an xl.cfg file, console attached\n  \
-                  rxen image clone base.qcow2 try.qcow2   a thin copy-on-write clone of a disk"
+                  rxen create guest.cfg         start a domain from an xl.cfg file (detached)\n  \
+                  rxen list                     the running domains\n  \
+                  rxen console guest            its console (^] detaches)\n  \
+                  rxen create -F -c guest.cfg   run a domain in the foreground, console attached\n  \
+                  rxen image clone base.qcow2 try.qcow2   a thin copy-on-write clone of a disk\n\n\
+                  Domains live in the state directory: $RXEN_STATE_DIR, else /run/rxen for root,\n\
+                  else $XDG_RUNTIME_DIR/rxen."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,9 +51,118 @@ enum Command {
     /// Create a domain from an xl.cfg(5) config file.
     #[command(
         after_help = CREATE_HELP,
-        override_usage = "rxen create [-F] [-c] [-q] [-f] CFG [KEY=VALUE...]"
+        override_usage = "rxen create [-F] [-c] [-p] [-q] [-f] CFG [KEY=VALUE...]"
     )]
     Create(CreateArgs),
+    /// List domains: Name ID Mem VCPUs State Time(s), as xl prints them.
+    #[command(after_help = LIST_HELP)]
+    List {
+        /// Print each domain's full configuration and status as JSON.
+        #[arg(short = 'l', long = "long")]
+        long: bool,
+        /// Domains (names or ids) to list; all when none.
+        #[arg(value_name = "DOM")]
+        doms: Vec<String>,
+    },
+    /// Stop a domain at once (no guest shutdown) and free it.
+    #[command(after_help = "Example:\n  $ rxen destroy web\n  $ rxen destroy 3")]
+    Destroy {
+        #[arg(value_name = "DOM")]
+        dom: String,
+    },
+    /// Ask a domain's guest to shut down cleanly (xenstore control/shutdown).
+    #[command(after_help = SHUTDOWN_HELP)]
+    Shutdown {
+        /// Wait until the domain has shut down.
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        /// Shut down every domain.
+        #[arg(short = 'a', long = "all", conflicts_with = "dom")]
+        all: bool,
+        #[arg(value_name = "DOM", required_unless_present = "all")]
+        dom: Option<String>,
+    },
+    /// Ask a domain's guest to reboot cleanly (xenstore control/shutdown).
+    #[command(
+        after_help = "Example:\n  $ rxen reboot -w web\n  (with on_reboot=\"restart\", the default, the domain boots again with the same id)"
+    )]
+    Reboot {
+        /// Wait until the domain has rebooted (or is gone).
+        #[arg(short = 'w', long = "wait")]
+        wait: bool,
+        #[arg(value_name = "DOM")]
+        dom: String,
+    },
+    /// Stop running a domain's vCPU; its memory and clock stay.
+    #[command(
+        after_help = "Example:\n  $ rxen pause web\n  $ rxen list web     # State --p---\n  $ rxen unpause web"
+    )]
+    Pause {
+        #[arg(value_name = "DOM")]
+        dom: String,
+    },
+    /// Let a paused domain run again.
+    #[command(after_help = "Example:\n  $ rxen unpause web")]
+    Unpause {
+        #[arg(value_name = "DOM")]
+        dom: String,
+    },
+    /// Give a domain a new name.
+    #[command(after_help = "Example:\n  $ rxen rename web web-old")]
+    Rename {
+        #[arg(value_name = "DOM")]
+        dom: String,
+        #[arg(value_name = "NEW_NAME")]
+        new: String,
+    },
+    /// Print the id of the domain with this name.
+    #[command(after_help = "Example:\n  $ rxen domid web\n  3")]
+    Domid {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Print the name of the domain with this id.
+    #[command(after_help = "Example:\n  $ rxen domname 3\n  web")]
+    Domname {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// How long each domain has been running (since its last boot).
+    #[command(
+        after_help = "Example:\n  $ rxen uptime\n  Name                                ID Uptime\n  Domain-0                             0 2 days, 3:04:05\n  web                                  3 0:12:30"
+    )]
+    Uptime {
+        #[arg(value_name = "DOM")]
+        doms: Vec<String>,
+    },
+    /// Facts about the host and rxen.
+    #[command(
+        after_help = "Example:\n  $ rxen info\n  host                   : myhost\n  nr_cpus                : 2\n  ..."
+    )]
+    Info,
+    /// Attach to a domain's console (hvc0); the escape character detaches.
+    #[command(after_help = CONSOLE_HELP)]
+    Console {
+        /// Escape character that detaches: ^X or one character.
+        #[arg(short = 'e', value_name = "ESC", default_value = "^]")]
+        escape: String,
+        #[arg(value_name = "DOM")]
+        dom: String,
+    },
+    /// Internal: the monitor process of one detached domain.
+    #[command(hide = true)]
+    Monitor {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        id: u16,
+        #[arg(long)]
+        lock_fd: i32,
+        #[arg(long)]
+        ready_fd: i32,
+        #[arg(long)]
+        paused: bool,
+    },
     /// Download (once) and boot the default guest with its console attached.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
@@ -59,13 +178,17 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CreateArgs {
-    /// Stay in the foreground until the domain ends (the only mode so far).
+    /// Stay in the foreground until the domain ends (the domain is not
+    /// registered; ^] or a signal ends it).
     #[arg(short = 'F')]
     foreground: bool,
-    /// Attach the console: guest output on stdout, keyboard input to the
-    /// guest (^] ends the domain).
+    /// Attach the console after creating (detached: ^] detaches; with -F:
+    /// ^] ends the domain).
     #[arg(short = 'c')]
     console: bool,
+    /// Leave the domain paused (`rxen unpause` starts it).
+    #[arg(short = 'p')]
+    paused: bool,
     /// Quiet: print only errors.
     #[arg(short = 'q')]
     quiet: bool,
@@ -94,19 +217,50 @@ const CREATE_HELP: &str = concat!(
     "  ramdisk = \"initrd.img\"\n",
     "  memory = 256\n",
     "  extra = \"console=hvc0\"\n",
-    "  $ rxen create -F -c guest.cfg memory=512\n",
+    "  $ rxen create guest.cfg memory=512     # detached; returns once it runs\n",
+    "  $ rxen create -c guest.cfg            # ... and attach its console\n",
+    "  $ rxen create -F -c guest.cfg         # in the foreground until it ends\n",
     "\n",
-    "Detached domains (create without -F) come with the toolstack; until then\n",
-    "create runs the domain in the foreground either way. The on_poweroff,\n",
-    "on_reboot and on_crash actions are not applied yet: the domain runs once\n",
-    "and the exit status says how it ended. The console is also logged to\n",
-    "STATE/NAME/console.log and rxen's own log to STATE/NAME/domain.log\n",
-    "(STATE: $RXEN_STATE_DIR, /run/rxen for root, else $XDG_RUNTIME_DIR/rxen;\n",
+    "A detached domain gets the lowest free id and its own monitor process;\n",
+    "on_poweroff, on_reboot and on_crash (destroy, restart, preserve,\n",
+    "rename-restart) say what happens when the guest stops. Its files are in\n",
+    "STATE/ID/ (console.log, domain.log; kept in STATE/logs/ once it is gone;\n",
+    "STATE: $RXEN_STATE_DIR, /run/rxen for root, else $XDG_RUNTIME_DIR/rxen;\n",
     "log level: $RXEN_LOG, default info).\n",
+    "\n",
+    "With -F the domain runs once in this process, is not registered (no\n",
+    "`rxen list`) and logs to STATE/NAME/; its exit status says how it ended.\n",
     "\n",
     "Exit status:\n",
     exit_status_help!()
 );
+
+const LIST_HELP: &str = "Example:
+  $ rxen list
+  Name                                        ID   Mem VCPUs      State   Time(s)
+  Domain-0                                     0 24041     2     r-----    1234.5
+  web                                          1   256     1     -b----       9.8
+  $ rxen list -l web      # the config and status as JSON
+
+Domain-0 is the host (rxen runs on Linux, which plays dom0): its memory, CPUs
+and busy CPU time. State: r running, b blocked (idle), p paused, s shut down
+(kept by on_poweroff=\"preserve\"), c crashed (kept by on_crash=\"preserve\"),
+d dying. Time(s): CPU time of the domain's vCPU over all its boots.";
+
+const SHUTDOWN_HELP: &str = "Example:
+  $ rxen shutdown -w web   # ask the guest to power off and wait until it has
+  $ rxen shutdown -a       # every domain
+
+The guest is asked through its xenstore control/shutdown node, as on Xen; a
+guest without a PV shutdown handler ignores it (use `rxen destroy`).";
+
+const CONSOLE_HELP: &str = "Example:
+  $ rxen console web
+  (the guest's hvc0 console; type ^] to detach, the domain keeps running)
+  $ rxen console -e ^a web  # detach with ^a instead
+
+Several consoles may be attached to one domain at once; everything the guest
+prints is also kept in STATE/ID/console.log.";
 
 const DEMO_HELP: &str = concat!(
     "Example:\n",
@@ -128,6 +282,14 @@ fn main() -> ExitCode {
         Command::Create(args) => create(args),
         Command::Demo(args) => demo(args),
         Command::Image(cmd) => image::run(cmd).map(|()| Status::Poweroff),
+        Command::Monitor {
+            state,
+            id,
+            lock_fd,
+            ready_fd,
+            paused,
+        } => detached::monitor(&state, id, lock_fd, ready_fd, paused).map(|_| Status::Poweroff),
+        other => manage(other).map(|_| Status::Poweroff),
     };
     match result {
         Ok(status) => status.code(),
@@ -157,13 +319,6 @@ fn create(args: CreateArgs) -> Result<Status> {
     for w in &warnings {
         eprintln!("{w}");
     }
-    if !args.foreground && !args.quiet {
-        eprintln!(
-            "rxen: note: detached domains come with the toolstack and are not available yet; \
-             running '{}' in the foreground (as with -F)",
-            cfg.name
-        );
-    }
     if cfg.vcpus > 1 {
         eprintln!(
             "{}: warning: rxen runs one vCPU per domain so far; vcpus = {} boots with 1",
@@ -178,29 +333,102 @@ fn create(args: CreateArgs) -> Result<Status> {
             file.display()
         );
     }
+    let disks = disks_of(&cfg, &file.display().to_string())?;
+    if args.foreground {
+        if args.paused {
+            bail!("-p (paused) needs a detached domain: drop -F");
+        }
+        return run(
+            &detached::domain_spec(&cfg, disks),
+            args.console,
+            args.quiet,
+        );
+    }
+    let mut cfg = cfg;
+    detached::absolutize(&mut cfg)?;
+    let reg = registry()?;
+    let entry = detached::create(&reg, &cfg, args.paused)?;
+    if !args.quiet {
+        eprintln!(
+            "Started domain {} (id={}){}",
+            entry.name,
+            entry.id,
+            if args.paused { ", paused" } else { "" }
+        );
+    }
+    if args.console {
+        console::attach(
+            &reg.paths(entry.id).console_socket,
+            domain::terminal::ESCAPE,
+            true,
+        )?;
+    }
+    Ok(Status::Poweroff)
+}
+
+fn registry() -> Result<Registry> {
+    Ok(Registry::open(&state_dir())?)
+}
+
+/// The commands that manage existing domains.
+fn manage(cmd: Command) -> Result<()> {
+    let reg = registry()?;
+    match cmd {
+        Command::List { long, doms } => commands::list(&reg, long, &doms),
+        Command::Destroy { dom } => commands::destroy(&reg, &dom),
+        Command::Shutdown { wait, all, dom } => {
+            let doms = match (all, dom) {
+                (true, _) => reg.entries()?,
+                (false, Some(d)) => vec![commands::find(&reg, &d)?],
+                (false, None) => bail!("give a domain or -a"),
+            };
+            commands::shutdown(&reg, &doms, ShutdownKind::Poweroff, wait)
+        }
+        Command::Reboot { wait, dom } => {
+            let e = commands::find(&reg, &dom)?;
+            commands::shutdown(&reg, &[e], ShutdownKind::Reboot, wait)
+        }
+        Command::Pause { dom } => commands::simple(&reg, &dom, Request::Pause),
+        Command::Unpause { dom } => commands::simple(&reg, &dom, Request::Unpause),
+        Command::Rename { dom, new } => commands::rename(&reg, &dom, &new),
+        Command::Domid { name } => commands::domid(&reg, &name),
+        Command::Domname { id } => commands::domname(&reg, &id),
+        Command::Uptime { doms } => commands::uptime(&reg, &doms),
+        Command::Info => commands::info(&reg),
+        Command::Console { escape, dom } => {
+            let esc = console::parse_escape(&escape)?;
+            let e = commands::find(&reg, &dom)?;
+            match console::attach(&reg.paths(e.id).console_socket, esc, false)? {
+                console::Detach::DomainGone => {
+                    eprintln!("\r\nrxen: domain '{}' is gone", e.name)
+                }
+                console::Detach::Escape | console::Detach::InputEnded => {}
+            }
+            Ok(())
+        }
+        Command::Create(_) | Command::Demo(_) | Command::Image(_) | Command::Monitor { .. } => {
+            unreachable!("handled in main")
+        }
+    }
+}
+
+/// The disks of `cfg` for the block backend (`what` names the config in
+/// messages); warns about entries that are skipped.
+pub(crate) fn disks_of(
+    cfg: &toolstack::config::DomainConfig,
+    what: &str,
+) -> Result<Vec<domain::blk::DiskAttach>> {
     let mut disks = Vec::new();
     for d in &cfg.disks {
-        match disk_attach(d).with_context(|| format!("{}: disk {}", file.display(), d.vdev.name))? {
+        match disk_attach(d).with_context(|| format!("{what}: disk {}", d.vdev.name))? {
             Some(a) => disks.push(a),
             None => eprintln!(
-                "{}: warning: disk {}: an empty CD-ROM drive is not offered yet; skipped",
-                file.display(),
+                "{what}: warning: disk {}: an empty CD-ROM drive is not offered yet; skipped",
                 d.vdev.name
             ),
         }
     }
-    let spec = DomainSpec {
-        name: cfg.name.clone(),
-        uuid: cfg.uuid.map(|u| u.0),
-        memory_mib: cfg.memory,
-        maxmem_mib: cfg.maxmem,
-        vcpus: cfg.vcpus,
-        kernel: cfg.kernel.clone(),
-        ramdisk: cfg.ramdisk.clone(),
-        cmdline: cfg.cmdline.clone().unwrap_or_default(),
-        disks,
-    };
-    run(&spec, args.console, args.quiet)
+    Ok(disks)
 }
 
 /// What the block backend serves for one `disk=` entry; `None` for an
@@ -303,6 +531,7 @@ fn run(spec: &DomainSpec, console: bool, quiet: bool) -> Result<Status> {
     let what = match (&ended.destroyed, &ended.reason) {
         (Some(why), _) => format!("destroyed by {why}"),
         (None, pv::domain::ShutdownReason::Crash(detail)) => format!("crashed: {detail}"),
+        (None, pv::domain::ShutdownReason::Destroyed) => "destroyed".to_string(),
         (None, r) => format!("shut down: {}", r.name()),
     };
     if !quiet || status != Status::Poweroff {
@@ -398,6 +627,42 @@ mod tests {
             report(&e),
             "cannot start domain 'g': cannot read /x: No such file"
         );
+    }
+
+    #[test]
+    fn every_command_has_an_example() {
+        let mut cmd = Cli::command();
+        for sub in cmd.get_subcommands_mut() {
+            if sub.is_hide_set() {
+                continue;
+            }
+            let name = sub.get_name().to_string();
+            let help = sub.render_help().to_string();
+            assert!(help.contains("Example"), "{name}: {help}");
+        }
+    }
+
+    #[test]
+    fn management_commands_take_xl_arguments() {
+        let cli = Cli::try_parse_from(["rxen", "shutdown", "-w", "-a"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Shutdown {
+                wait: true,
+                all: true,
+                dom: None
+            }
+        ));
+        assert!(Cli::try_parse_from(["rxen", "shutdown"]).is_err());
+        let cli = Cli::try_parse_from(["rxen", "list", "-l", "web", "3"]).unwrap();
+        assert!(matches!(cli.command, Command::List { long: true, ref doms } if doms.len() == 2));
+        let cli = Cli::try_parse_from(["rxen", "console", "-e", "^a", "web"]).unwrap();
+        assert!(matches!(cli.command, Command::Console { ref escape, .. } if escape == "^a"));
+        let cli = Cli::try_parse_from(["rxen", "create", "-p", "g.cfg"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Create(CreateArgs { paused: true, .. })
+        ));
     }
 
     #[test]
