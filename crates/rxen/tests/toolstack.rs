@@ -1,0 +1,453 @@
+//! The toolstack end to end, as a user drives it: three detached domains
+//! (Debian's kernel, the default busybox guest) from config files, managed
+//! with the `rxen` binary against a private state directory.
+//!
+//! Needs /dev/kvm; fails, not skips, without it.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn rxen_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rxen"))
+}
+
+/// A private state directory; kills every monitor in it when dropped, so a
+/// failing test leaves nothing running.
+struct Host {
+    dir: PathBuf,
+    kernel: PathBuf,
+    initramfs: PathBuf,
+}
+
+impl Host {
+    fn new(tag: &str) -> Host {
+        let kvm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm");
+        assert!(kvm.is_ok(), "these tests need /dev/kvm: {:?}", kvm.err());
+        let (kernel, initramfs) = guestprep::default_guest().expect("prepare the default guest");
+        let dir = std::env::temp_dir().join(format!(
+            "rxen-ts-{tag}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Host {
+            dir,
+            kernel: kernel.vmlinuz,
+            initramfs,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(rxen_bin());
+        c.args(args)
+            .env("RXEN_STATE_DIR", self.state())
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run rxen")
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "rxen {args:?} failed ({:?}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn config(&self, name: &str, extra: &str) -> PathBuf {
+        let p = self.dir.join(format!("{name}.cfg"));
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
+                 memory = 128\nvcpus = 1\nextra = \"console=hvc0 quiet\"\n{extra}\n",
+                self.kernel.display(),
+                self.initramfs.display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    /// `list` rows: name → (id, state column, time).
+    fn list(&self) -> Vec<(String, u16, String, f64)> {
+        let out = self.ok(&["list"]);
+        let mut lines = out.lines();
+        let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
+        assert_eq!(header, ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)"]);
+        lines
+            .map(|l| {
+                let f: Vec<_> = l.split_whitespace().collect();
+                assert_eq!(f.len(), 6, "{l}");
+                (
+                    f[0].to_string(),
+                    f[1].parse().unwrap(),
+                    f[4].to_string(),
+                    f[5].parse().unwrap(),
+                )
+            })
+            .filter(|r| r.0 != "Domain-0")
+            .collect()
+    }
+
+    fn row(&self, name: &str) -> Option<(u16, String, f64)> {
+        self.list()
+            .into_iter()
+            .find(|r| r.0 == name)
+            .map(|r| (r.1, r.2, r.3))
+    }
+
+    /// `list -l` of one domain.
+    fn long(&self, dom: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["list", "-l", dom])).unwrap();
+        v[0].clone()
+    }
+
+    fn console_log(&self, id: u16) -> String {
+        String::from_utf8_lossy(
+            &std::fs::read(self.state().join(id.to_string()).join("console.log"))
+                .unwrap_or_default(),
+        )
+        .into_owned()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Ok(dirs) = std::fs::read_dir(self.state()) {
+            for d in dirs.flatten() {
+                let entry = d.path().join("entry.json");
+                let Ok(text) = std::fs::read_to_string(entry) else {
+                    continue;
+                };
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if let Some(pid) = v["pid"].as_u64().filter(|p| *p > 1) {
+                    // SAFETY: kill(2) on a monitor this test started.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds; panics with `what` after `limit`.
+fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An attached `rxen console`, its output collected.
+struct Viewer {
+    child: Child,
+    out: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Viewer {
+    fn attach(h: &Host, dom: &str) -> Viewer {
+        let mut child = h
+            .cmd(&["console", dom])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rxen console");
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Viewer { child, out }
+    }
+
+    fn send(&mut self, text: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+
+    fn expect(&self, needle: &str, limit: Duration) -> String {
+        let t = Instant::now();
+        loop {
+            let s = self.text();
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < limit,
+                "console never showed {needle:?} in {limit:?}; it showed:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The number after `key` on the last line that has one.
+    fn value(&self, key: &str) -> Option<u64> {
+        self.text().lines().rev().find_map(|l| {
+            let rest = l.split(key).nth(1)?;
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        })
+    }
+
+    /// Types the escape character; the viewer must end by itself.
+    fn detach(mut self) {
+        self.send("\x1d");
+        let t = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert!(s.success(), "rxen console exited with {s:?}");
+                return;
+            }
+            assert!(t.elapsed() < Duration::from_secs(10), "^] did not detach");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+const BOOT: Duration = Duration::from_secs(240);
+const ANSWER: Duration = Duration::from_secs(30);
+
+fn wait_booted(h: &Host, id: u16) {
+    wait_until(BOOT, &format!("domain {id} to reach its shell"), || {
+        h.console_log(id).contains("built-in shell")
+    });
+}
+
+#[test]
+fn three_domains_live_side_by_side() {
+    let h = Host::new("three");
+    let cfg_a = h.config("ts-a", "");
+    let cfg_b = h.config("ts-b", "on_crash = \"preserve\"");
+    // The third is the shipped example, as written, with the images where
+    // examples/prepare-images.sh puts them (relative to where create runs).
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/busybox.cfg");
+    std::fs::create_dir_all(h.dir.join("images")).unwrap();
+    std::os::unix::fs::symlink(&h.kernel, h.dir.join("images/vmlinuz")).unwrap();
+    std::os::unix::fs::symlink(&h.initramfs, h.dir.join("images/busybox-initramfs.cpio")).unwrap();
+
+    // Create all three; each create returns once its domain runs.
+    for cfg in [&cfg_a, &cfg_b] {
+        h.ok(&["create", "-q", cfg.to_str().unwrap()]);
+    }
+    h.ok(&["create", "-q", example.to_str().unwrap(), "name=\"ts-c\""]);
+    let rows = h.list();
+    let names: Vec<_> = rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
+    assert_eq!(names, [("ts-a", 1), ("ts-b", 2), ("ts-c", 3)]);
+    for r in &rows {
+        assert!(
+            ["r-----", "-b----"].contains(&r.2.as_str()),
+            "a fresh domain runs or waits: {r:?}"
+        );
+    }
+    // A second domain of the same name is refused; nothing else changes.
+    let o = h.run(&["create", "-q", cfg_a.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert_eq!(h.list().len(), 3);
+    assert_eq!(h.ok(&["domid", "ts-b"]).trim(), "2");
+    assert_eq!(h.ok(&["domname", "3"]).trim(), "ts-c");
+    let long = h.long("ts-a");
+    assert_eq!(long["config"]["name"], "ts-a");
+    assert_eq!(long["config"]["memory"], 128);
+    assert_eq!(long["config"]["on_reboot"], "restart");
+
+    for id in 1..=3 {
+        wait_booted(&h, id);
+    }
+
+    // Console: two viewers at once; a command typed in one is answered in
+    // both; ^] detaches without ending the domain; re-attaching works.
+    let mut v1 = Viewer::attach(&h, "ts-a");
+    let v2 = Viewer::attach(&h, "1");
+    std::thread::sleep(Duration::from_millis(500));
+    v1.send("echo hello-$((6*7))\n");
+    v1.expect("hello-42", ANSWER);
+    v2.expect("hello-42", ANSWER);
+    v1.detach();
+    v2.detach();
+    assert_eq!(h.row("ts-a").unwrap().0, 1, "detaching keeps the domain");
+    let mut v = Viewer::attach(&h, "ts-a");
+    std::thread::sleep(Duration::from_millis(300));
+    v.send("echo again-$((2*3))\n");
+    v.expect("again-6", ANSWER);
+    v.detach();
+    assert!(
+        h.console_log(1).contains("hello-42"),
+        "the console log keeps everything"
+    );
+
+    // Pause: the vCPU stops (no answers, no CPU time), the clock goes on.
+    let mut vb = Viewer::attach(&h, "ts-b");
+    std::thread::sleep(Duration::from_millis(300));
+    h.ok(&["pause", "ts-b"]);
+    assert_eq!(h.row("ts-b").unwrap().1, "--p---");
+    let cpu = || h.long("ts-b")["status"]["cpu_time_ns"].as_u64().unwrap();
+    let cpu0 = cpu();
+    vb.send("echo T=$(date +%s) P-$((2+3))\n");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !vb.text().contains("P-5"),
+        "a paused guest answered:\n{}",
+        vb.text()
+    );
+    let used = cpu() - cpu0;
+    assert!(used < 20_000_000, "a paused vCPU used {used} ns of CPU");
+    h.ok(&["unpause", "ts-b"]);
+    vb.expect("P-5", ANSWER);
+    let guest = vb.value("T=").expect("guest date");
+    let host = now();
+    assert!(
+        guest + 3 >= host && guest <= host + 1,
+        "guest clock {guest} vs host {host} after a pause"
+    );
+    assert_ne!(h.row("ts-b").unwrap().1, "--p---");
+
+    // Rename: same id, new name; the old name is free.
+    h.ok(&["rename", "ts-c", "ts-c2"]);
+    assert_eq!(h.row("ts-c2").map(|r| r.0), Some(3));
+    assert!(h.row("ts-c").is_none());
+    assert_eq!(h.ok(&["domid", "ts-c2"]).trim(), "3");
+    let o = h.run(&["rename", "ts-c2", "ts-a"]);
+    assert!(!o.status.success(), "a taken name is refused");
+
+    // Reboot with on_reboot = "restart" (the default): same id, second boot.
+    h.ok(&["reboot", "-w", "ts-a"]);
+    // -w returns once the old boot ended; the new one follows.
+    wait_until(BOOT, "ts-a to boot again", || {
+        h.long("ts-a")["status"]["boots"] == 2
+    });
+    let long = h.long("ts-a");
+    assert_eq!(long["domid"], 1);
+    assert_eq!(long["status"]["boots"], 2, "{long}");
+    assert_eq!(long["status"]["last_end"], "reboot");
+
+    // Crash with on_crash = "preserve": kept as crashed until destroyed.
+    vb.send("echo c > /proc/sysrq-trigger\n");
+    wait_until(ANSWER, "ts-b to show as crashed", || {
+        h.row("ts-b").map(|r| r.1) == Some("----c-".into())
+    });
+    assert!(
+        h.console_log(2).contains("Kernel panic"),
+        "{}",
+        h.console_log(2)
+    );
+    assert_eq!(h.long("ts-b")["status"]["last_end"], "crash");
+    drop(vb);
+    h.ok(&["destroy", "ts-b"]);
+    assert!(h.row("ts-b").is_none());
+    let kept = h.state().join("logs/ts-b.console.log");
+    assert!(
+        std::fs::read_to_string(&kept)
+            .unwrap()
+            .contains("Kernel panic"),
+        "the console log outlives the domain"
+    );
+
+    // Clean shutdown through xenstore; -w returns once it is gone.
+    h.ok(&["shutdown", "-w", "ts-c2"]);
+    assert!(h.row("ts-c2").is_none());
+    let log = std::fs::read_to_string(h.state().join("logs/ts-c2.domain.log")).unwrap();
+    assert!(
+        log.contains("reason=\"poweroff\""),
+        "the guest powered itself off:\n{log}"
+    );
+
+    // kill -9 of a monitor: `list` tells the truth and the name is free.
+    let pid = h.long("ts-a")["monitor_pid"].as_u64().unwrap();
+    // SAFETY: kill(2) on the monitor this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_until(Duration::from_secs(10), "the killed monitor to go", || {
+        h.row("ts-a").is_none()
+    });
+    assert!(h.list().is_empty(), "{:?}", h.list());
+    assert!(!h.state().join("1").exists(), "the stale entry is cleaned");
+    h.ok(&["create", "-q", "-p", cfg_a.to_str().unwrap()]);
+    assert_eq!(
+        h.row("ts-a").map(|r| (r.0, r.1)),
+        Some((1, "--p---".into()))
+    );
+    h.ok(&["destroy", "1"]);
+    assert!(h.list().is_empty());
+}
+
+#[test]
+fn racing_creates_for_one_name_have_one_winner() {
+    let h = Host::new("race");
+    let cfg = h.config("ts-race", "");
+    let cfg = cfg.to_str().unwrap();
+    // -p: the winner stays paused, it need not boot.
+    let racers: Vec<Child> = (0..4)
+        .map(|_| {
+            h.cmd(&["create", "-q", "-p", cfg])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = racers
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let winners = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(winners, 1, "exactly one create wins");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("already exists"), "{e}");
+    }
+    let rows = h.list();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1), ("ts-race", 1));
+    h.ok(&["destroy", "ts-race"]);
+    assert!(h.list().is_empty());
+    assert!(Path::new(&h.state())
+        .join("logs/ts-race.domain.log")
+        .exists());
+}
