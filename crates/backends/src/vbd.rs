@@ -84,6 +84,8 @@ pub struct Vbd<P> {
     removing: bool,
     /// The frontend has let go: the caller may [`Vbd::remove`] it.
     removed: bool,
+    /// Why the ring was dropped, to be told in the store (Closing + error).
+    failed: Option<String>,
 }
 
 impl<P: SharedPage> Vbd<P> {
@@ -189,6 +191,7 @@ impl<P: SharedPage> Vbd<P> {
             broken: false,
             removing: false,
             removed: false,
+            failed: None,
         })
     }
 
@@ -221,6 +224,12 @@ impl<P: SharedPage> Vbd<P> {
     /// whether anything happened (the caller then flushes xenstore output
     /// to the guest).
     pub fn poll_store(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) -> bool {
+        if let Some(why) = self.failed.take() {
+            // The frontend learns that the device is gone, and why.
+            let _ = xs.write(DOM0, &format!("{}/error", self.backend), why.as_bytes());
+            self.switch(xs, XenbusState::Closing);
+            return true;
+        }
         if xs.take_events(self.watch).is_empty() {
             return false;
         }
@@ -296,6 +305,12 @@ impl<P: SharedPage> Vbd<P> {
             self.disconnect(link);
             self.switch(xs, XenbusState::Closing);
         }
+    }
+
+    /// Whether the device has news for the store that no frontend change
+    /// will prompt (a corrupt ring was dropped): call [`Vbd::poll_store`].
+    pub fn wants_store(&self) -> bool {
+        self.failed.is_some()
     }
 
     /// Whether a hot-unplug has completed.
@@ -459,6 +474,7 @@ impl<P: SharedPage> Vbd<P> {
             Err(e) => {
                 tracing::warn!("{}: {e}; device disconnected", self.backend);
                 self.broken = true;
+                self.failed = Some(e.to_string());
                 self.disconnect(link);
                 false
             }

@@ -475,6 +475,14 @@ fn bad_requests_get_error_responses() {
     assert!(!vbd.notified(&grants, &link));
     assert!(vbd.port().is_none());
     assert!(!*link.mapped.lock().unwrap());
+    // ... and tells the frontend, which closes; the backend follows.
+    assert!(vbd.wants_store());
+    assert!(vbd.poll_store(&mut xs, &link));
+    assert_eq!(read(&mut xs, &format!("{BE}/state")), "5");
+    assert!(read(&mut xs, &format!("{BE}/error")).contains("ring indices corrupt"));
+    xs.write(DOM, &format!("{FE}/state"), b"6").unwrap();
+    vbd.poll_store(&mut xs, &link);
+    assert_eq!(read(&mut xs, &format!("{BE}/state")), "6");
 }
 
 #[test]

@@ -167,6 +167,11 @@ impl BlockDevices {
         Ok(())
     }
 
+    /// Whether a device has news for the store (see [`Vbd::wants_store`]).
+    pub fn wants_store(&self) -> bool {
+        self.vbds.iter().any(|v| v.wants_store())
+    }
+
     /// The disks (`block-list`).
     pub fn list(&self) -> Vec<BlockInfo> {
         self.vbds
@@ -328,7 +333,9 @@ impl BlockWorker {
     }
 
     /// Serves notified ports of `devices` until [`BlockWorker::stop`].
-    pub fn run(&self, devices: &Mutex<BlockDevices>, dom: &DomainShared) {
+    /// `store_news` runs (with no lock held) when a device has something
+    /// to tell the store, e.g. that it dropped a corrupt ring.
+    pub fn run(&self, devices: &Mutex<BlockDevices>, dom: &DomainShared, store_news: &dyn Fn()) {
         self.state.lock().unwrap().running = true;
         loop {
             let ports = {
@@ -349,6 +356,9 @@ impl BlockWorker {
                     Some(false) => {}
                     None => tracing::debug!(port, "notification on a port with no backend"),
                 }
+            }
+            if devices.lock().unwrap().wants_store() {
+                store_news();
             }
         }
         // Requests that came in while stopping are served by the caller's

@@ -209,7 +209,21 @@ impl HubState {
     /// Serves the block rings on the calling thread until
     /// [`HubState::stop_block`] (run it on a thread of its own).
     pub fn run_block(&self, dom: &DomainShared) {
-        self.blk_worker.run(&self.blk, dom);
+        self.blk_worker
+            .run(&self.blk, dom, &|| self.block_store_news(dom));
+    }
+
+    /// Serves a block port on the caller's thread (no worker running):
+    /// whether to notify back, and whether the store has news.
+    fn serve_block_inline(&self, dom: &DomainShared, port: u32) -> Option<(bool, bool)> {
+        let mut blk = self.blk.lock().unwrap();
+        let notify = blk.notified(dom, port)?;
+        Some((notify, blk.wants_store()))
+    }
+
+    /// Lets the disks write what they have to tell the store.
+    fn block_store_news(&self, dom: &DomainShared) {
+        self.with_block(dom, |b, xs| b.poll_store(dom, xs));
     }
 
     /// Ends [`HubState::run_block`] and makes every disk's writes durable
@@ -366,7 +380,10 @@ impl DeviceHub for Hub {
             self.0.service_xenstore(dom)
         } else if self.0.blk_worker.kick(port) {
             None
-        } else if let Some(notify) = self.0.blk.lock().unwrap().notified(dom, port) {
+        } else if let Some((notify, news)) = self.0.serve_block_inline(dom, port) {
+            if news {
+                self.0.block_store_news(dom);
+            }
             notify.then_some(port)
         } else {
             tracing::debug!(port, "notification on a port with no backend");

@@ -314,7 +314,8 @@ fn run_until_then_kill(cmd: &mut Command, marker: &str, after: Duration) -> Stri
                 break;
             }
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if !killed && (seen.contains(&marker) || start.elapsed() > Duration::from_secs(300)) {
+            let seen_marker = seen.replace('\r', "").contains(&marker);
+            if !killed && (seen_marker || start.elapsed() > Duration::from_secs(300)) {
                 std::thread::sleep(after);
                 // SAFETY: kill(2) on the pid we spawned.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -399,8 +400,9 @@ done
         Command::new(env!("CARGO_BIN_EXE_rxen"))
             .args(["create", "-F", "-c"])
             .arg(&cfg),
-        "RXEN-FSYNCED",
-        Duration::from_secs(3),
+        // Kill in the middle of the write loop's fourth round.
+        "LOOP=3\n",
+        Duration::from_millis(300),
     );
     assert_eq!(value(&t, "FSYNC_A="), Some("ok"), "{t}");
     assert_eq!(value(&t, "FSYNC_B="), Some("ok"), "{t}");
@@ -413,7 +415,7 @@ done
         .unwrap_or(0);
     eprintln!("4 MiB write loops (per disk) before the kill: {loops}");
     assert!(
-        loops >= 2,
+        loops >= 3,
         "no heavy writes were going on at the kill:\n{t}"
     );
 
