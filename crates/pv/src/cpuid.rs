@@ -101,7 +101,7 @@ fn apply_masks(e: &mut kvm_cpuid_entry2) {
             }
         }
     }
-    // Leaf 0xd describes XSAVE state, which is hidden.
+    // Leaf 0xd describes XSAVE state: hidden unless add_xsave_features.
     if e.function == 0xd {
         e.eax = 0;
         e.ebx = 0;
@@ -141,6 +141,73 @@ const NATIVE_ONLY: &[(u32, u8, u32)] = &[
     (0x8000_0001, 2, (1 << 0) | (1 << 5) | (1 << 8)),
 ];
 
+/// XSAVE with the AVX state (XCR0 = x87 | SSE | AVX) when the CPU has it.
+/// The guest kernel runs `xsave`/`xrstor` natively at CPL3 (CR4.OSXSAVE is
+/// set, see `Machine::create_vcpu`), its `xsetbv` is emulated by the VMM
+/// (`emulate.rs`). AVX-512 and other XSAVE components stay hidden (bigger
+/// state, nothing here to gain); so do XSAVEOPT/XSAVEC/XSAVES (XSAVES is
+/// CPL0-only).
+/// (leaf, register, bits) shown when [`xsave_available`].
+const XSAVE_FEATURES: &[(u32, u8, u32)] = &[
+    // 1.ECX: FMA, XSAVE, AVX, F16C (OSXSAVE is added with them).
+    (1, 2, (1 << 12) | (1 << 26) | (1 << 28) | (1 << 29)),
+    // 7.EBX: AVX2.
+    (7, 1, 1 << 5),
+];
+/// XCR0 components the guest may enable: x87, SSE, AVX.
+pub const XCR0_SUPPORTED: u64 = 0b111;
+/// XSAVE area size for x87 + SSE (legacy area and header), and with AVX.
+const XSAVE_SIZE_SSE: u32 = 0x240;
+const XSAVE_SIZE_AVX: u32 = 0x340;
+
+/// Does this CPU have XSAVE and AVX?
+pub fn xsave_available() -> bool {
+    let ecx = std::arch::x86_64::__cpuid(1).ecx;
+    ecx & (1 << 26) != 0 && ecx & (1 << 28) != 0
+}
+
+/// Size of the XSAVE area for the components enabled in `xcr0` (CPUID
+/// 0xd.0 EBX, which depends on XCR0).
+pub fn xsave_size(xcr0: u64) -> u32 {
+    if xcr0 & 4 != 0 {
+        XSAVE_SIZE_AVX
+    } else {
+        XSAVE_SIZE_SSE
+    }
+}
+
+fn add_xsave_features(e: &mut kvm_cpuid_entry2) {
+    for &(leaf, reg, bits) in XSAVE_FEATURES {
+        if e.function != leaf || (leaf == 7 && e.index != 0) {
+            continue;
+        }
+        let n = std::arch::x86_64::__cpuid_count(leaf, 0);
+        match reg {
+            1 => e.ebx |= n.ebx & bits,
+            _ => e.ecx |= n.ecx & bits,
+        }
+    }
+    if e.function == 1 {
+        e.ecx |= 1 << 27; // OSXSAVE: CR4.OSXSAVE is always set.
+    }
+    // Leaf 0xd (zeroed by apply_masks): the x87, SSE and AVX components.
+    if e.function == 0xd {
+        match e.index {
+            0 => {
+                e.eax = std::arch::x86_64::__cpuid_count(0xd, 0).eax & XCR0_SUPPORTED as u32;
+                e.ebx = XSAVE_SIZE_SSE;
+                e.ecx = XSAVE_SIZE_AVX;
+            }
+            2 => {
+                let n = std::arch::x86_64::__cpuid_count(0xd, 2);
+                e.eax = n.eax;
+                e.ebx = n.ebx;
+            }
+            _ => {}
+        }
+    }
+}
+
 fn add_native_features(e: &mut kvm_cpuid_entry2) {
     for &(leaf, reg, bits) in NATIVE_ONLY {
         if e.function != leaf || (leaf == 7 && e.index != 0) {
@@ -158,6 +225,7 @@ fn add_native_features(e: &mut kvm_cpuid_entry2) {
 /// The CPUID table installed in every vCPU (KVM answers plain `cpuid`).
 pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, kvm_ioctls::Error> {
     let host = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)?;
+    let xsave = xsave_available();
     let mut out: Vec<kvm_cpuid_entry2> = host
         .as_slice()
         .iter()
@@ -166,6 +234,9 @@ pub fn guest_cpuid(kvm: &Kvm) -> Result<CpuId, kvm_ioctls::Error> {
         .map(|mut e| {
             apply_masks(&mut e);
             add_native_features(&mut e);
+            if xsave {
+                add_xsave_features(&mut e);
+            }
             e
         })
         .collect();

@@ -265,13 +265,48 @@ impl Vcpu {
         Ok(true)
     }
 
+    /// XSETBV from the guest kernel: XCR0 within what CPUID shows (x87
+    /// always, AVX only with SSE). Anything else is a #GP, as on hardware.
+    fn xsetbv(&mut self, xcr: u32, value: u64) -> bool {
+        let supported = if crate::cpuid::xsave_available() {
+            crate::cpuid::XCR0_SUPPORTED
+        } else {
+            0
+        };
+        let valid = xcr == 0
+            && value & 1 != 0
+            && value & !supported == 0
+            && (value & 4 == 0 || value & 2 != 0);
+        if !valid {
+            return false;
+        }
+        let mut x = kvm_bindings::kvm_xcrs {
+            nr_xcrs: 1,
+            ..Default::default()
+        };
+        x.xcrs[0].xcr = 0;
+        x.xcrs[0].value = value;
+        match self.fd.set_xcrs(&x) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("KVM refused XCR0 {value:#x}: {e}");
+                false
+            }
+        }
+    }
+
     pub fn invalid_opcode(&mut self, g: &mut GuestState) -> Handled {
         let mut b = [0u8; 7];
         if self.copy_from_guest(g.regs.rip, &mut b).is_ok()
             && b[..5] == XEN_EMULATE_PREFIX
             && b[5..7] == [0x0f, 0xa2]
         {
-            let r = crate::cpuid::lookup(&self.cpuid, g.regs.rax as u32, g.regs.rcx as u32);
+            let mut r = crate::cpuid::lookup(&self.cpuid, g.regs.rax as u32, g.regs.rcx as u32);
+            if g.regs.rax as u32 == 0xd && g.regs.rcx as u32 == 0 && r[0] != 0 {
+                // The XSAVE size for what XCR0 enables now.
+                let xcr0 = self.fd.get_xcrs().map(|x| x.xcrs[0].value).unwrap_or(1);
+                r[1] = crate::cpuid::xsave_size(xcr0);
+            }
             g.regs.rax = r[0] as u64;
             g.regs.rbx = r[1] as u64;
             g.regs.rcx = r[2] as u64;
@@ -341,6 +376,7 @@ impl Vcpu {
             Mnemonic::Wbinvd | Mnemonic::Invd | Mnemonic::Clts => true,
             // Native cli/sti before the kernel's paravirt ops are in place:
             // the event mask is the PV interrupt flag, as Xen does it.
+            Mnemonic::Xsetbv => self.xsetbv(r.rcx as u32, (r.rdx << 32) | (r.rax & 0xffff_ffff)),
             Mnemonic::Cli | Mnemonic::Sti => {
                 let mask = (ins.mnemonic() == Mnemonic::Cli) as u8;
                 self.dom.bits().set_upcall_mask(self.dom.vcpu_info(), mask);

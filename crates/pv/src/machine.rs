@@ -252,6 +252,10 @@ impl Machine {
         let mut s = vcpu.get_sregs().map_err(ioctl_err("read sregs"))?;
         s.cr0 = 0x8005_0033; // PG, AM, WP, NE, ET, MP, PE
         s.cr4 = (1 << 5) | (1 << 9) | (1 << 10); // PAE, OSFXSR, OSXMMEXCPT
+        if crate::cpuid::xsave_available() {
+            // OSXSAVE: the guest kernel uses XSAVE at CPL3 (see cpuid.rs).
+            s.cr4 |= 1 << 18;
+        }
         s.efer = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11); // SCE, LME, LMA, NXE
         s.cr3 = cr3 & PTE_ADDR;
         s.gdt.base = PhysLayout::hv_va(hv::GDT);

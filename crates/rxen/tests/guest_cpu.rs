@@ -1,0 +1,118 @@
+//! The CPU a PV guest sees: the user-level instruction sets of the host's
+//! CPU (SSE4.2, POPCNT, CMPXCHG16B, and AVX/AVX2 through XSAVE with the
+//! guest's `xsetbv` emulated), and AVX state that survives context switches
+//! between guest processes. Needs /dev/kvm and root; fails without them.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{require_kvm, run_with_deadline, rxen, TempDir};
+use guestprep::{Flavour, Initramfs};
+
+/// Two processes (parent and child) each add vectors in AVX registers and
+/// yield the CPU often, so the kernel switches between them while their
+/// ymm state is live; each checks its sum. Without AVX it says so.
+const AVX_C: &str = r#"
+#include <immintrin.h>
+#include <sched.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+__attribute__((target("avx2"))) static double run(int seed) {
+    __m256d acc = _mm256_set1_pd(seed);
+    __m256d inc = _mm256_set_pd(1.0, 2.0, 3.0, 4.0);
+    for (long i = 0; i < 4000000; i++) {
+        acc = _mm256_add_pd(acc, inc);
+        if ((i & 0x3ffff) == 0) sched_yield();
+    }
+    double o[4];
+    _mm256_storeu_pd(o, acc);
+    return o[0] + o[1] + o[2] + o[3];
+}
+int main(void) {
+    if (!__builtin_cpu_supports("avx2")) { printf("AVX absent\n"); return 0; }
+    pid_t p = fork();
+    int seed = p == 0 ? 7 : 3;
+    double r = run(seed);
+    double want = seed * 4.0 + 4000000.0 * 10.0;
+    printf("AVX %s %s\n", p == 0 ? "child" : "parent", r == want ? "ok" : "WRONG");
+    if (p) wait(NULL);
+    return 0;
+}
+"#;
+
+/// The host's /proc/cpuinfo flags.
+fn host_flags() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let line = info.lines().find(|l| l.starts_with("flags")).unwrap();
+    line.split(':')
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
+    require_kvm();
+    let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch the kernel");
+    let avx = guestprep::static_binary("avx-switch", AVX_C).expect("build the AVX program");
+    let initrd = guestprep::busybox_initramfs(&Initramfs {
+        init_script: "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n\
+                      echo \"FLAGS=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)\"\n\
+                      /bin/avx\npoweroff -f\n"
+            .into(),
+        files: vec![("/bin/avx".into(), avx, 0o755)],
+    })
+    .expect("build the initramfs");
+    let dir = TempDir::new("cpu");
+    let cfg = dir.path().join("cpu.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"rxen-test-cpu\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
+             memory = 256\nextra = \"console=hvc0 quiet\"\n",
+            kernel.vmlinuz.display(),
+            initrd.display()
+        ),
+    )
+    .unwrap();
+    let run = run_with_deadline(
+        Command::new(rxen())
+            .env("RXEN_STATE_DIR", dir.path().join("state"))
+            .args(["create", "-F", "-c"])
+            .arg(&cfg),
+        Duration::from_secs(240),
+    );
+    let t = run.text();
+    assert!(!run.timed_out, "rxen hung:\n{t}");
+    assert_eq!(run.code(), Some(0), "poweroff must exit 0:\n{t}");
+    let guest: Vec<&str> = t
+        .lines()
+        .find_map(|l| l.split_once("FLAGS="))
+        .map(|(_, f)| f.split_whitespace().collect())
+        .unwrap_or_else(|| panic!("no FLAGS line:\n{t}"));
+    let host = host_flags();
+    for f in ["sse4_2", "popcnt", "cx16", "ssse3", "avx", "avx2", "xsave"] {
+        if host.iter().any(|h| h == f) {
+            assert!(
+                guest.contains(&f),
+                "guest lacks {f} the host has: {guest:?}"
+            );
+        }
+    }
+    // Never shown: state the PV machine does not manage.
+    for f in ["avx512f", "xsaves", "pku", "x2apic", "pse", "pge"] {
+        assert!(!guest.contains(&f), "guest must not see {f}: {guest:?}");
+    }
+    if host.iter().any(|h| h == "avx2") {
+        assert!(t.contains("AVX parent ok"), "{t}");
+        assert!(t.contains("AVX child ok"), "{t}");
+    } else {
+        assert!(t.contains("AVX absent"), "{t}");
+    }
+    assert!(!t.contains("WRONG"), "{t}");
+}
