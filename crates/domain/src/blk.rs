@@ -53,7 +53,7 @@ pub enum BlockError {
 }
 
 /// One disk as `block-list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BlockInfo {
     pub vdev: String,
     pub devid: u32,

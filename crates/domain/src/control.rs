@@ -15,6 +15,9 @@
 //! | `pause`    |                                  | parks the vCPU (guest time keeps going)     |
 //! | `unpause`  |                                  | lets it run again                           |
 //! | `rename`   | `"name": NEW`                    | renames the domain (xenstore `name` nodes); the registry entry is the client's job |
+//! | `block_attach` | `"disk": {BlockSpec}`        | hot-plugs a disk (opens and locks the image, writes the vbd's nodes) |
+//! | `block_detach` | `"vdev": NAME`               | starts unplugging a disk; it goes once the guest has closed it |
+//! | `block_list`   |                              | answers with the disks ([`crate::blk::BlockInfo`] list) |
 //!
 //! Response: `{"version": 1, "ok": RESULT}` or `{"version": 1, "error":
 //! "MESSAGE"}`. `RESULT` is a [`Status`] for `status` and `null` otherwise.
@@ -50,6 +53,51 @@ pub enum Request {
     Pause,
     Unpause,
     Rename { name: String },
+    BlockAttach { disk: BlockSpec },
+    BlockDetach { vdev: String },
+    BlockList,
+}
+
+/// A disk to hot-plug, as the client parsed it from an xl disk spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSpec {
+    pub path: std::path::PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
+    pub vdev: String,
+    pub devid: u32,
+    pub read_only: bool,
+    pub cdrom: bool,
+    pub direct: bool,
+    pub discard: bool,
+}
+
+impl BlockSpec {
+    pub fn from_attach(d: &crate::blk::DiskAttach) -> BlockSpec {
+        BlockSpec {
+            path: d.path.clone(),
+            format: d.format.to_string(),
+            vdev: d.vdev.clone(),
+            devid: d.devid,
+            read_only: d.read_only,
+            cdrom: d.cdrom,
+            direct: d.direct,
+            discard: d.discard,
+        }
+    }
+
+    pub fn to_attach(&self) -> Result<crate::blk::DiskAttach, String> {
+        Ok(crate::blk::DiskAttach {
+            path: self.path.clone(),
+            format: self.format.parse()?,
+            vdev: self.vdev.clone(),
+            devid: self.devid,
+            read_only: self.read_only,
+            cdrom: self.cdrom,
+            direct: self.direct,
+            discard: self.discard,
+        })
+    }
 }
 
 /// What `shutdown` asks the guest to do.
@@ -258,6 +306,10 @@ mod tests {
             Request::Pause,
             Request::Unpause,
             Request::Rename { name: "x".into() },
+            Request::BlockDetach {
+                vdev: "xvdb".into(),
+            },
+            Request::BlockList,
         ] {
             let l = RequestMsg::new(r.clone()).to_line();
             assert_eq!(l.matches('\n').count(), 1);

@@ -228,6 +228,24 @@ impl Shared {
                 tracing::info!(name, "renamed");
                 Ok(serde_json::Value::Null)
             }
+            Request::BlockAttach { disk } => {
+                let (d, h) = self.running()?;
+                let a = disk.to_attach()?;
+                h.block_attach(&d, self.domid, &a)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(vdev = a.vdev, path = %a.path.display(), "disk attached");
+                Ok(serde_json::Value::Null)
+            }
+            Request::BlockDetach { vdev } => {
+                let (d, h) = self.running()?;
+                h.block_detach(&d, &vdev).map_err(|e| e.to_string())?;
+                tracing::info!(vdev, "disk detach requested");
+                Ok(serde_json::Value::Null)
+            }
+            Request::BlockList => {
+                let (_, h) = self.running()?;
+                Ok(serde_json::to_value(h.block_list()).expect("block list serializes"))
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod exit;
+mod block;
 mod commands;
 mod console;
 mod detached;
@@ -146,6 +147,30 @@ enum Command {
         /// Escape character that detaches: ^X or one character.
         #[arg(short = 'e', value_name = "ESC", default_value = "^]")]
         escape: String,
+        #[arg(value_name = "DOM")]
+        dom: String,
+    },
+    /// Hot-plug a disk into a running domain (xl's disk spec).
+    #[command(name = "block-attach", after_help = block::ATTACH_HELP)]
+    BlockAttach {
+        #[arg(value_name = "DOM")]
+        dom: String,
+        /// The disk spec, in one or several arguments.
+        #[arg(value_name = "DISKSPEC", required = true)]
+        spec: Vec<String>,
+    },
+    /// Unplug a disk from a running domain.
+    #[command(name = "block-detach", after_help = block::DETACH_HELP)]
+    BlockDetach {
+        #[arg(value_name = "DOM")]
+        dom: String,
+        /// The disk's vdev (xvdb) or device number.
+        #[arg(value_name = "VDEV")]
+        vdev: String,
+    },
+    /// List a running domain's disks.
+    #[command(name = "block-list", after_help = block::LIST_HELP)]
+    BlockList {
         #[arg(value_name = "DOM")]
         dom: String,
     },
@@ -391,6 +416,9 @@ fn manage(cmd: Command) -> Result<()> {
         Command::Pause { dom } => commands::simple(&reg, &dom, Request::Pause),
         Command::Unpause { dom } => commands::simple(&reg, &dom, Request::Unpause),
         Command::Rename { dom, new } => commands::rename(&reg, &dom, &new),
+        Command::BlockAttach { dom, spec } => block::attach(&reg, &dom, &spec),
+        Command::BlockDetach { dom, vdev } => block::detach(&reg, &dom, &vdev),
+        Command::BlockList { dom } => block::list(&reg, &dom),
         Command::Domid { name } => commands::domid(&reg, &name),
         Command::Domname { id } => commands::domname(&reg, &id),
         Command::Uptime { doms } => commands::uptime(&reg, &doms),
