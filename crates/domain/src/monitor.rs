@@ -305,6 +305,16 @@ pub fn run_detached(
     });
     let viewers = Arc::new(Viewers::default());
     let input: Arc<InputTarget> = Arc::new(Mutex::new(None));
+    // SIGTERM, SIGINT and SIGHUP destroy the domain cleanly (entry removed,
+    // logs kept). Blocked before any thread exists so that all inherit it.
+    let _signals = crate::terminal::BlockedSignals::block();
+    {
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("rxen-signals".into())
+            .spawn(move || watch_signals(&s))
+            .map_err(|e| fail(&mut ready, MonitorError::Thread(e)))?;
+    }
     {
         let (v, i) = (viewers.clone(), input.clone());
         std::thread::Builder::new()
@@ -468,6 +478,20 @@ fn action_key(reason: &ShutdownReason) -> &'static str {
         ShutdownReason::Poweroff => "poweroff",
         ShutdownReason::Reboot => "reboot",
         _ => "crash",
+    }
+}
+
+/// Destroys the domain on the first SIGTERM, SIGINT or SIGHUP.
+fn watch_signals(shared: &Shared) {
+    let set = crate::terminal::signal_set();
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: valid set; sigwait stores the signal number in `sig`.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        tracing::info!(signal = sig, "signal received: destroying the domain");
+        shared.destroy();
     }
 }
 

@@ -156,7 +156,7 @@ pub fn feed_console(fd: RawFd, hub: Arc<HubState>, dom: Arc<DomainShared>, contr
 }
 
 /// The signals that end a foreground domain.
-fn signal_set() -> libc::sigset_t {
+pub(crate) fn signal_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();

@@ -191,6 +191,12 @@ pub fn monitor(state: &Path, id: u16, lock_fd: RawFd, ready_fd: RawFd, paused: b
     let lock = unsafe { File::from_raw_fd(lock_fd) };
     // SAFETY: as above.
     let ready = unsafe { File::from_raw_fd(ready_fd) };
+    // Not to be inherited by anything this monitor starts (a rename-restart
+    // creates a monitor): the lock must die with this process.
+    for fd in [lock_fd, ready_fd] {
+        // SAFETY: fcntl on descriptors this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     let reg = Registry::open(state)?;
     let entry = reg.entry(id)?;
     let paths = reg.paths(id);

@@ -451,3 +451,29 @@ fn racing_creates_for_one_name_have_one_winner() {
         .join("logs/ts-race.domain.log")
         .exists());
 }
+
+#[test]
+fn rename_restart_keeps_the_old_domain_and_starts_a_new_one() {
+    let h = Host::new("rr");
+    let cfg = h.config("ts-rr", "on_poweroff = \"rename-restart\"");
+    h.ok(&["create", "-q", cfg.to_str().unwrap()]);
+    wait_booted(&h, 1);
+    h.ok(&["shutdown", "-w", "ts-rr"]);
+    // The old one stays, renamed and shut down; a new one has the name.
+    wait_until(ANSWER, "the renamed domain to show as shut down", || {
+        h.row("ts-rr-1").map(|r| r.1) == Some("---s--".into())
+    });
+    assert_eq!(h.row("ts-rr-1").unwrap().0, 1);
+    assert_eq!(h.row("ts-rr").map(|r| r.0), Some(2));
+    wait_booted(&h, 2);
+    // SIGTERM to a monitor destroys its domain cleanly, logs kept.
+    let pid = h.long("ts-rr")["monitor_pid"].as_u64().unwrap();
+    // SAFETY: kill(2) on the monitor this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    wait_until(Duration::from_secs(10), "SIGTERM to end ts-rr", || {
+        h.row("ts-rr").is_none()
+    });
+    assert!(h.state().join("logs/ts-rr.domain.log").exists());
+    h.ok(&["destroy", "ts-rr-1"]);
+    assert!(h.list().is_empty());
+}

@@ -218,7 +218,10 @@ fn main() -> Result<()> {
     let exe = std::env::current_exe()?;
     let rxen = exe.with_file_name("rxen");
     if !rxen.exists() {
-        bail!("{} not found: cargo build --release -p rxen", rxen.display());
+        bail!(
+            "{} not found: cargo build --release -p rxen",
+            rxen.display()
+        );
     }
     let (kernel, initramfs) = guestprep::default_guest().context("prepare the default guest")?;
     let dir = std::env::temp_dir().join(format!(
@@ -257,7 +260,11 @@ fn run(b: &Bench, n: usize) -> Result<()> {
     let (one, doms) = b.boot("one", 1)?;
     let (oh_rss, oh, guest) = overhead_kib(doms[0].2)?;
     let one_destroy = b.destroy(&doms)?;
-    println!("toolstack: 1 domain:  create → /init {:.2} s, destroy → freed {:.0} ms", one.as_secs_f64(), one_destroy.as_secs_f64() * 1e3);
+    println!(
+        "toolstack: 1 domain:  create → /init {:.2} s, destroy → freed {:.0} ms",
+        one.as_secs_f64(),
+        one_destroy.as_secs_f64() * 1e3
+    );
     println!(
         "toolstack: monitor memory beyond guest RAM: {:.1} MiB private ({:.1} MiB resident with the shared binary; guest RAM resident {:.0} MiB; target ≤ 5 MiB: {})",
         oh as f64 / 1024.0,
