@@ -23,6 +23,9 @@ const MARKER: &str = "rxen default guest:";
 const MEMORY_MIB: u64 = 128;
 const TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Started domains: name, id, monitor pid.
+type Doms = Vec<(String, u16, u32)>;
+
 struct Bench {
     rxen: PathBuf,
     dir: PathBuf,
@@ -75,7 +78,7 @@ impl Bench {
 
     /// Creates `n` domains at once; returns the time until every one
     /// printed its marker, and their (name, id, monitor pid).
-    fn boot(&self, tag: &str, n: usize) -> Result<(Duration, Vec<(String, u16, u32)>)> {
+    fn boot(&self, tag: &str, n: usize) -> Result<(Duration, Doms)> {
         let names: Vec<String> = (0..n).map(|i| format!("{tag}{i}")).collect();
         let cfgs = names
             .iter()
@@ -257,12 +260,18 @@ fn main() -> Result<()> {
 
 fn run(b: &Bench, n: usize) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let (one, doms) = b.boot("one", 1)?;
+    // One boot alone, the better of two (the host is shared).
+    let (first, doms) = b.boot("one", 1)?;
+    b.destroy(&doms)?;
+    let (second, doms) = b.boot("one", 1)?;
+    let one = first.min(second);
     let (oh_rss, oh, guest) = overhead_kib(doms[0].2)?;
     let one_destroy = b.destroy(&doms)?;
     println!(
-        "toolstack: 1 domain:  create → /init {:.2} s, destroy → freed {:.0} ms",
+        "toolstack: 1 domain:  create → /init {:.2} s (best of {:.2} s, {:.2} s), destroy → freed {:.0} ms",
         one.as_secs_f64(),
+        first.as_secs_f64(),
+        second.as_secs_f64(),
         one_destroy.as_secs_f64() * 1e3
     );
     println!(
