@@ -477,3 +477,36 @@ fn rename_restart_keeps_the_old_domain_and_starts_a_new_one() {
     h.ok(&["destroy", "ts-rr-1"]);
     assert!(h.list().is_empty());
 }
+
+#[test]
+fn a_domain_that_cannot_start_says_why_and_leaves_nothing() {
+    let h = Host::new("bad");
+    let cfg = h.config("ts-bad", "");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let kernel = format!("kernel = \"{}\"", h.kernel.display());
+    std::fs::write(
+        &cfg,
+        text.replace(&kernel, "kernel = \"/nonexistent/vmlinuz\""),
+    )
+    .unwrap();
+    let o = h.run(&["create", "-q", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot start domain 'ts-bad'") && err.contains("/nonexistent/vmlinuz"),
+        "{err}"
+    );
+    assert!(h.list().is_empty());
+    let left: Vec<_> = std::fs::read_dir(h.state())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<u16>().is_ok())
+        .collect();
+    assert!(left.is_empty(), "entries left: {left:?}");
+    // The name is free: a good config of that name starts (paused).
+    std::fs::write(&cfg, text).unwrap();
+    h.ok(&["create", "-q", "-p", cfg.to_str().unwrap()]);
+    assert_eq!(h.row("ts-bad").map(|r| r.0), Some(1));
+    h.ok(&["destroy", "ts-bad"]);
+}
