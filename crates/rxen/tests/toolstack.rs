@@ -293,6 +293,14 @@ fn three_domains_live_side_by_side() {
     assert_eq!(h.list().len(), 3);
     assert_eq!(h.ok(&["domid", "ts-b"]).trim(), "2");
     assert_eq!(h.ok(&["domname", "3"]).trim(), "ts-c");
+    let up = h.ok(&["uptime"]);
+    assert!(up.starts_with("Name") && up.contains("Domain-0"), "{up}");
+    assert!(up.lines().any(|l| l.starts_with("ts-b ")), "{up}");
+    let info = h.ok(&["info"]);
+    assert!(
+        info.contains("nr_cpus") && info.contains("domains                : 3"),
+        "{info}"
+    );
     let long = h.long("ts-a");
     assert_eq!(long["config"]["name"], "ts-a");
     assert_eq!(long["config"]["memory"], 128);
