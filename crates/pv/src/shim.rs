@@ -29,6 +29,11 @@ pub const SYSCALL_VECTOR: u8 = 14;
 /// never executed) from the start of the shim.
 pub const SYSCALL_TRAMP: u64 = 4096;
 
+/// Port the page-table write path exits through when the VMM has more
+/// writes than one list holds. No vector uses it: 254 is never raised (`int`
+/// from CPL3 faults on this host and no device interrupts exist).
+pub const PTW_MORE_PORT: u16 = 0xfe;
+
 /// Offsets of resume parameters inside the shim data page(s).
 pub mod data {
     /// CR3 to load on the `CR3` resume paths.
@@ -70,6 +75,9 @@ pub mod data {
     pub const FAST_CLI: u64 = 8;
     /// Counter of `cli`s done in the shim.
     pub const FAST_CLIS: u64 = 0x98;
+    /// Non-zero: after this page-table write list, exit through
+    /// [`super::PTW_MORE_PORT`] for the next one.
+    pub const PTW_MORE: u64 = 0xa0;
     /// [`FAST`] bit: do `HYPERVISOR_iret` to guest user mode in the shim.
     pub const FAST_IRET: u64 = 2;
     /// Page-table write list: (virtual address, value) pairs, ended by
@@ -353,6 +361,11 @@ rxen_shim_resume_ptw:
     add $16, %rcx
     jmp 1b
 2:
+    cmpq $0, rxen_shim_data + 0xa0(%rip)       # PTW_MORE: the VMM has more
+    je 5f
+    out %al, $0xfe                              # PTW_MORE_PORT
+    ud2
+5:
     mov rxen_shim_data + 0x10(%rip), %rcx
     mov rxen_shim_data + 0x18(%rip), %rdx
     testb $1, rxen_shim_data + 0x28(%rip)

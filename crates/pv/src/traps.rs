@@ -24,6 +24,9 @@ pub const VEC_PF: u8 = 14;
 impl Vcpu {
     /// The shim exited with `port`: a vector number, or the SYSCALL entry.
     pub fn on_trap(&mut self, port: u16) -> Handled {
+        if port == crate::shim::PTW_MORE_PORT {
+            return self.continue_ptw();
+        }
         let sr = self.fd.sync_regs();
         let mut regs = sr.regs;
         self.sregs = sr.sregs;

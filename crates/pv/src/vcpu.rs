@@ -106,6 +106,8 @@ pub struct Stats {
     /// KVM_RUNs that started by applying page-table writes, and their time.
     pub ptw_runs: u64,
     pub ptw_run_ns: u64,
+    /// Extra trips to the VMM for page-table write lists over capacity.
+    pub ptw_rounds: u64,
 }
 
 thread_local! {
@@ -417,7 +419,8 @@ impl Vcpu {
     /// Write `g`'s iret frame on the CPL0 stack and enter the right resume path.
     /// `was_kernel` is the mode the hardware GS registers are in now.
     pub fn resume(&mut self, mut g: GuestState, was_kernel: bool) {
-        let m = &self.dom.machine;
+        let dom = self.dom.clone();
+        let m = &dom.machine;
         let top = m.stack_top();
         let frame = top - 40;
         let data = |off: u64| m.shim_data_gpa(off);
@@ -434,17 +437,7 @@ impl Vcpu {
         let cr3_needed = swap || self.flush || target_cr3 != self.sregs.cr3;
         let off = &m.shim;
         let entry = if !self.ptw.is_empty() {
-            let list = data(shim::data::PTW_LIST);
-            let n = self.ptw.len().min(shim::data::PTW_CAPACITY);
-            let mut buf = Vec::with_capacity((n + 1) * 16);
-            for (va, val) in self.ptw.drain(..n) {
-                buf.extend_from_slice(&va.to_le_bytes());
-                buf.extend_from_slice(&val.to_le_bytes());
-            }
-            buf.extend_from_slice(&[0u8; 16]);
-            let _ = m.ram.write(list, &buf);
-            self.stats.ptw_writes += n as u64;
-            self.last_ptw = n;
+            self.load_ptw_chunk();
             let _ = m.ram.write_u64(data(shim::data::SAVED_RCX), g.regs.rcx);
             let _ = m.ram.write_u64(data(shim::data::SAVED_RDX), g.regs.rdx);
             let _ = m.ram.write_u64(data(shim::data::SWAPGS), swap as u64);
@@ -469,12 +462,49 @@ impl Vcpu {
             self.flush = false;
         }
         self.publish_fast_paths();
-        let m = &self.dom.machine;
         g.regs.rip = m.shim_va(entry);
         g.regs.rsp = frame;
         g.regs.rflags = 2;
         self.fd.sync_regs_mut().regs = g.regs;
         self.fd.set_sync_dirty_reg(SyncReg::Register);
+    }
+
+    /// Put the next page-table writes (at most the list's capacity) in the
+    /// shim's list. With more left, the shim comes back through
+    /// [`shim::PTW_MORE_PORT`] after applying them, still at CPL0, and
+    /// [`Vcpu::continue_ptw`] loads the next chunk: the guest never runs with
+    /// a write applied to memory but not yet seen by the host's shadow MMU.
+    fn load_ptw_chunk(&mut self) {
+        let m = &self.dom.machine;
+        let n = self.ptw.len().min(shim::data::PTW_CAPACITY);
+        let mut buf = Vec::with_capacity((n + 1) * 16);
+        for (va, val) in self.ptw.drain(..n) {
+            buf.extend_from_slice(&va.to_le_bytes());
+            buf.extend_from_slice(&val.to_le_bytes());
+        }
+        buf.extend_from_slice(&[0u8; 16]);
+        let _ = m.ram.write(m.shim_data_gpa(shim::data::PTW_LIST), &buf);
+        let more = !self.ptw.is_empty();
+        let _ = m
+            .ram
+            .write_u64(m.shim_data_gpa(shim::data::PTW_MORE), more as u64);
+        self.stats.ptw_writes += n as u64;
+        self.last_ptw = n;
+        if more {
+            self.stats.ptw_rounds += 1;
+        }
+    }
+
+    /// The shim applied a full list and asks for the rest: load it and
+    /// re-enter the list loop (the resume frame and saved registers are
+    /// still in place).
+    pub fn continue_ptw(&mut self) -> Handled {
+        self.load_ptw_chunk();
+        let m = &self.dom.machine;
+        let regs = &mut self.fd.sync_regs_mut().regs;
+        regs.rip = m.shim_va(m.shim.resume_ptw);
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        Ok(())
     }
 
     /// Tell the shim the guest's mode and what its fast paths need, and
