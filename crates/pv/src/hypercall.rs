@@ -211,9 +211,15 @@ impl Vcpu {
     }
 
     fn mmu_update(&mut self, reqs: u64, count: u64, done: u64, dom: u16) -> Result<i64, i64> {
-        self.batch(reqs, count, done, dom, |me, req: MmuUpdate| {
+        let r = self.batch(reqs, count, done, dom, |me, req: MmuUpdate| {
             me.mmu_update_one(req)
-        })
+        });
+        if r.is_ok() && count == 1 && self.kernel_mode {
+            // The request was readable there: the shim may read the next
+            // ones from the same page (Linux's multicall buffer).
+            self.mmu_request_page = reqs & !0xfff;
+        }
+        r
     }
 
     fn mmuext_op(&mut self, ops: u64, count: u64, done: u64, dom: u16) -> Result<i64, i64> {

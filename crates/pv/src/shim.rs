@@ -78,6 +78,8 @@ pub mod data {
     /// Non-zero: after this page-table write list, exit through
     /// [`super::PTW_MORE_PORT`] for the next one.
     pub const PTW_MORE: u64 = 0xa0;
+    /// Page the last single `mmu_update` request was read from (0: none).
+    pub const MMU_REQUEST_PAGE: u64 = 0xa8;
     /// [`FAST`] bit: do `HYPERVISOR_iret` to guest user mode in the shim.
     pub const FAST_IRET: u64 = 2;
     /// Page-table write list: (virtual address, value) pairs, ended by
@@ -259,7 +261,10 @@ rxen_shim_pf_entry:
 
     # One MMU_NORMAL_PT_UPDATE for DOMID_SELF without a done count, the
     # request in the page the guest's stack pointer is in (written by the
-    # hypercall stub's pushes, so mapped: the reads cannot fault). Same
+    # hypercall stub's pushes, so mapped: the reads cannot fault) or in the
+    # page the VMM last read such a request from (Linux's multicall buffer;
+    # if the guest unmapped it since, the read faults in the shim and the
+    # domain is stopped as crashed). Same
     # checks as Vcpu::mmu_update_one: entry in RAM and 8-aligned, not one
     # that could be in rxen's L4 slots (the VMM checks those); a present
     # entry maps RAM and gets _PAGE_USER. The entry is written through the
@@ -278,8 +283,12 @@ rxen_shim_pf_entry:
     mov 56(%rsp), %rax
     xor %rdi, %rax
     shr $12, %rax
-    jnz .Lmmu_exit
+    jz 6f
     mov %rdi, %rax
+    and $-0x1000, %rax
+    cmp rxen_shim_data + 0xa8(%rip), %rax      # MMU_REQUEST_PAGE
+    jne .Lmmu_exit
+6:  mov %rdi, %rax
     and $0xfff, %eax
     cmp $0xff0, %eax
     ja .Lmmu_exit

@@ -88,6 +88,9 @@ pub struct Vcpu {
     pub trace: std::collections::VecDeque<String>,
     /// Hypercalls by number (63 = any larger), logged when the domain ends.
     pub hypercall_counts: [u64; 64],
+    /// Page of the last single `mmu_update` request rxen read without a
+    /// fault: the shim's fast path reads requests from there too.
+    pub mmu_request_page: u64,
     /// Shim exits by vector (14 includes SYSCALLs and hypercalls).
     pub vector_counts: [u64; 256],
     /// KVM_RUN durations in µs (last bucket: 2 ms or more).
@@ -189,6 +192,7 @@ impl Vcpu {
             trace: Default::default(),
             hypercall_counts: [0; 64],
             vector_counts: [0; 256],
+            mmu_request_page: 0,
             run_us_histogram: vec![0; 2001],
         }
     }
@@ -543,6 +547,7 @@ impl Vcpu {
             (data::VCPU_INFO_VA, vi),
             (data::RAM_PAGES, m.layout.ram_pages),
             (data::DIRECTMAP_VA, crate::layout::DIRECTMAP_VA),
+            (data::MMU_REQUEST_PAGE, self.mmu_request_page),
         ] {
             let _ = m.ram.write_u64(m.shim_data_gpa(off), v);
         }
