@@ -286,7 +286,7 @@ impl<P: SharedPage> Vbd<P> {
     /// Starts a hot-unplug (`xl block-detach`): the backend goes offline
     /// and to Closing; once the frontend has closed (or if it never
     /// connected), [`Vbd::removed`] turns true.
-    pub fn request_remove(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
+    pub fn request_remove(&mut self, xs: &mut Xenstore) {
         if self.removing {
             return;
         }
@@ -302,7 +302,9 @@ impl<P: SharedPage> Vbd<P> {
             self.switch(xs, XenbusState::Closed);
             self.removed = true;
         } else {
-            self.disconnect(link);
+            // Requests keep being served until the frontend closes: a
+            // guest still using the disk (mounted) refuses to close, and
+            // its I/O must not hang meanwhile.
             self.switch(xs, XenbusState::Closing);
         }
     }

@@ -587,14 +587,22 @@ fn hot_unplug_waits_for_the_frontend_then_cleans_up() {
         mapped: Mutex::new(false),
     };
     let mut vbd = connect(&mut xs, &link, false, &img);
-    vbd.request_remove(&mut xs, &link);
+    vbd.request_remove(&mut xs);
     assert_eq!(read(&mut xs, &format!("{BE}/online")), "0");
     assert_eq!(read(&mut xs, &format!("{BE}/state")), "5");
-    assert!(!*link.mapped.lock().unwrap(), "ring let go at once");
     assert!(!vbd.removed(), "waits for the frontend");
-    // The frontend follows: Closing, then Closed.
+    // Still served meanwhile (a guest may refuse to close a mounted disk).
+    assert!(*link.mapped.lock().unwrap());
+    let grants = Grants::default();
+    grants.grant(100, vec![0; 4096], false);
+    let mut front = Front::new(&page);
+    front.push(rw(BLKIF_OP_READ, 1, 3, &[seg(100, 0, 0)]).as_slice());
+    vbd.notified(&grants, &link);
+    assert_eq!(front.responses()[0].status, 0);
+    // The frontend follows: Closing (ring let go), then Closed.
     xs.write(DOM, &format!("{FE}/state"), b"5").unwrap();
     vbd.poll_store(&mut xs, &link);
+    assert!(!*link.mapped.lock().unwrap());
     assert!(!vbd.removed());
     xs.write(DOM, &format!("{FE}/state"), b"6").unwrap();
     vbd.poll_store(&mut xs, &link);
@@ -620,7 +628,7 @@ fn hot_unplug_of_an_unused_device_is_immediate() {
     let disk = disk::open(&img, Format::Raw, OpenOptions::default()).unwrap();
     let mut vbd: Vbd<&OwnedPage> = Vbd::create(&mut xs, cfg(false, &img), disk).unwrap();
     vbd.poll_store(&mut xs, &link);
-    vbd.request_remove(&mut xs, &link);
+    vbd.request_remove(&mut xs);
     assert!(vbd.removed());
     // A frontend that wakes up now is not connected.
     xs.write(DOM, &format!("{FE}/ring-ref"), b"8").unwrap();

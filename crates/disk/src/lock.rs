@@ -33,7 +33,7 @@ pub(crate) fn open_locked(path: &Path, mode: FileMode) -> Result<File> {
         path: path.to_path_buf(),
         source,
     })?;
-    lock(&file, mode.write).map_err(|e| match e.raw_os_error() {
+    lock_patiently(&file, mode.write).map_err(|e| match e.raw_os_error() {
         Some(libc::EAGAIN) | Some(libc::EACCES) => DiskError::Locked {
             path: path.to_path_buf(),
             wanted_write: mode.write,
@@ -64,6 +64,27 @@ pub(crate) fn create_locked(path: &Path) -> Result<File> {
         })?;
     lock(&file, true).map_err(|e| DiskError::io(path, "lock", e))?;
     Ok(file)
+}
+
+/// How long a conflicting lock may take to go away before the image counts
+/// as in use: a process that forks holds our open files (and so their OFD
+/// locks) until its child execs, and a monitor that just ended may still be
+/// closing its images.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(300);
+
+fn lock_patiently(file: &File, write: bool) -> io::Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        match lock(file, write) {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
+                    && start.elapsed() < LOCK_PATIENCE =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
 }
 
 fn lock(file: &File, write: bool) -> io::Result<()> {

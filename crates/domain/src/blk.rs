@@ -156,13 +156,12 @@ impl BlockDevices {
         xs: &mut Xenstore,
         vdev: &str,
     ) -> Result<(), BlockError> {
-        let link = Link { dom };
         let v = self
             .vbds
             .iter_mut()
             .find(|v| v.config().vdev == vdev || v.config().devid.to_string() == vdev)
             .ok_or_else(|| BlockError::NoSuchDisk(vdev.to_string()))?;
-        v.request_remove(xs, &link);
+        v.request_remove(xs);
         self.reap(dom, xs);
         Ok(())
     }
