@@ -7,6 +7,8 @@
 //!   its applet links, device nodes and an `/init` of the caller's.
 //! - [`default_guest`]: both, with an interactive shell on `hvc0`.
 //! - [`static_binary`]: small C test programs compiled `gcc -static -O2`.
+//! - [`hostile_kernel`]: a tiny PV kernel of the project's own that fires
+//!   garbage hypercalls (for robustness tests).
 //!
 //! Packages are resolved with `apt-cache` and fetched with `apt-get download`,
 //! so the machine's apt configuration (mirror, proxy) applies. Everything lands
@@ -16,10 +18,12 @@ mod apt;
 mod cache;
 mod cc;
 pub mod cpio;
+mod hostile;
 mod initramfs;
 mod rootfs;
 
 pub use cache::cache_dir;
+pub use hostile::hostile_kernel;
 pub use initramfs::DEFAULT_INIT;
 pub use rootfs::{debian_rootfs, Rootfs};
 

@@ -240,6 +240,9 @@ impl Vcpu {
             return Ok(false);
         };
         let pte_gpa = w.gpa & !7;
+        if self.is_rxen_l4_slot(pte_gpa) {
+            return Ok(false); // rxen's slots: the guest sees its own #PF
+        }
         let Ok(old) = self.ram().read_u64(pte_gpa) else {
             return Ok(false);
         };
@@ -311,7 +314,7 @@ impl Vcpu {
             g.regs.rbx = r[1] as u64;
             g.regs.rcx = r[2] as u64;
             g.regs.rdx = r[3] as u64;
-            g.regs.rip += 7;
+            g.regs.rip = g.regs.rip.wrapping_add(7);
             return Ok(());
         }
         self.guest_exception(g, VEC_UD, None)
@@ -323,7 +326,9 @@ impl Vcpu {
                 if tracing::enabled!(tracing::Level::TRACE) {
                     let mut st = [0u64; 8];
                     for (i, w) in st.iter_mut().enumerate() {
-                        *w = self.read_guest_obj(g.regs.rsp + i as u64 * 8).unwrap_or(0);
+                        *w = self
+                            .read_guest_obj(g.regs.rsp.wrapping_add(i as u64 * 8))
+                            .unwrap_or(0);
                     }
                     self.record(|| format!("#GP {:?} stack {st:x?}", ins.mnemonic()));
                 }
@@ -419,6 +424,10 @@ impl Vcpu {
     }
 
     fn write_msr(&mut self, index: u32, v: u64) -> bool {
+        let base_msr = matches!(index, MSR_FS_BASE | MSR_GS_BASE | MSR_KERNEL_GS_BASE);
+        if base_msr && !crate::paging::is_canonical(v) {
+            return false; // #GP, as on hardware
+        }
         match index {
             MSR_FS_BASE => self.set_fs_base(v),
             MSR_GS_BASE => self.set_gs_kernel(v),

@@ -10,9 +10,14 @@ const EINVAL: i64 = -XEN_EINVAL;
 
 impl Vcpu {
     pub fn event_channel_op(&mut self, cmd: u32, arg: u64) -> Result<i64, i64> {
-        let rd = |me: &Self, off: u64| me.read_guest_obj::<u32>(arg + off).map_err(|_| EFAULT);
-        let wr =
-            |me: &Self, off: u64, v: u32| me.write_guest_obj(arg + off, &v).map_err(|_| EFAULT);
+        let rd = |me: &Self, off: u64| {
+            me.read_guest_obj::<u32>(arg.wrapping_add(off))
+                .map_err(|_| EFAULT)
+        };
+        let wr = |me: &Self, off: u64, v: u32| {
+            me.write_guest_obj(arg.wrapping_add(off), &v)
+                .map_err(|_| EFAULT)
+        };
         match cmd {
             EVTCHNOP_BIND_VIRQ => {
                 // { u32 virq; u32 vcpu; u32 port (out) }
@@ -48,7 +53,9 @@ impl Vcpu {
             }
             EVTCHNOP_ALLOC_UNBOUND => {
                 // { u16 dom; u16 remote_dom; u32 port (out) }
-                let remote = self.read_guest_obj::<u16>(arg + 2).map_err(|_| EFAULT)?;
+                let remote = self
+                    .read_guest_obj::<u16>(arg.wrapping_add(2))
+                    .map_err(|_| EFAULT)?;
                 let port = self
                     .dom
                     .events
@@ -103,6 +110,9 @@ impl Vcpu {
             EVTCHNOP_STATUS => {
                 // { u16 dom; u32 port; u32 status (out); u32 vcpu (out); union }
                 let port = rd(self, 4)?;
+                if port >= crate::events::MAX_PORTS {
+                    return Err(EINVAL); // Xen: !port_is_valid
+                }
                 let st = match self.dom.events.lock().unwrap().get(port) {
                     None | Some(Port::Free) => EVTCHNSTAT_CLOSED,
                     Some(Port::Unbound { .. }) => EVTCHNSTAT_UNBOUND,

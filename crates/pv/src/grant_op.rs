@@ -41,7 +41,7 @@ impl Vcpu {
                 } else {
                     for i in 0..s.nr_frames {
                         let mfn = self.dom.grants.frame_gpa(i) / PAGE_SIZE;
-                        self.write_guest_obj(s.frame_list + u64::from(i) * 8, &mfn)
+                        self.write_guest_obj(s.frame_list.wrapping_add(u64::from(i) * 8), &mfn)
                             .map_err(|_| EFAULT)?;
                     }
                     GNTST_OKAY
@@ -75,7 +75,7 @@ impl Vcpu {
                 }
                 let size = std::mem::size_of::<GntTabCopy>() as u64;
                 for i in 0..count {
-                    let va = arg + i * size;
+                    let va = arg.wrapping_add(i * size); // wraps, then faults
                     let mut op: GntTabCopy = self.read_guest_obj(va).map_err(|_| EFAULT)?;
                     op.status = match self.copy_one(&op) {
                         Ok(()) => GNTST_OKAY,

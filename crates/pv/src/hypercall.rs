@@ -1,6 +1,9 @@
 //! Hypercall dispatch: one function per hypercall, each returning the
 //! hypercall's result as a value (negative Xen errno on failure). Arguments
 //! are guest-controlled; every guest pointer goes through copy-in/copy-out.
+//! Offsets are added to guest pointers with wrapping arithmetic: a pointer
+//! near the top of the address space wraps and then faults like any other
+//! bad one (`+` would panic in debug builds).
 
 use xen_abi::*;
 
@@ -80,7 +83,7 @@ impl Vcpu {
             HYPERVISOR_SET_GDT => self.set_gdt(a[0], a[1]),
             HYPERVISOR_UPDATE_DESCRIPTOR => self.update_descriptor(a[0], a[1]),
             HYPERVISOR_MEMORY_OP => self.memory_op(a[0] as u32, a[1]),
-            HYPERVISOR_MULTICALL => return self.multicall(a[0], a[1], g).map(|_| Outcome::Ret(0)),
+            HYPERVISOR_MULTICALL => return self.multicall(a[0], a[1], g).map(Outcome::Ret),
             HYPERVISOR_VCPU_OP => self.vcpu_op(a[0] as u32, a[1] as u32, a[2]),
             HYPERVISOR_SET_TIMER_OP => {
                 self.dom.set_timer(a[0]);
@@ -135,7 +138,7 @@ impl Vcpu {
                 } else {
                     0
                 };
-                self.put_u32(arg + 4, bits).map(|_| 0)
+                self.put_u32(arg.wrapping_add(4), bits).map(|_| 0)
             }
             XENVER_PAGESIZE => Ok(4096),
             XENVER_GUEST_HANDLE => put_str(self, &[0u8; 16], 16).map(|_| 0),
@@ -161,7 +164,9 @@ impl Vcpu {
             return Ok(0);
         }
         for i in 0..256u64 {
-            let t: TrapInfo = self.read_guest_obj(va + i * 16).map_err(|_| EFAULT)?;
+            let t: TrapInfo = self
+                .read_guest_obj(va.wrapping_add(i * 16))
+                .map_err(|_| EFAULT)?;
             if t.address == 0 {
                 break;
             }
@@ -175,8 +180,10 @@ impl Vcpu {
         let ty = self.read_guest_obj::<u16>(arg).map_err(|_| EFAULT)?;
         match cmd {
             CALLBACKOP_REGISTER => {
-                let flags = self.read_guest_obj::<u16>(arg + 2).map_err(|_| EFAULT)? as u32;
-                let addr = self.u64_at(arg + 8)?;
+                let flags = self
+                    .read_guest_obj::<u16>(arg.wrapping_add(2))
+                    .map_err(|_| EFAULT)? as u32;
+                let addr = self.u64_at(arg.wrapping_add(8))?;
                 match ty {
                     CALLBACKTYPE_EVENT => self.event_callback = addr,
                     CALLBACKTYPE_FAILSAFE => self.failsafe_callback = addr,
@@ -195,6 +202,10 @@ impl Vcpu {
     }
 
     fn set_segment_base(&mut self, which: u32, base: u64) -> Result<i64, i64> {
+        // As in Xen: a non-canonical base would fail the next VM entry.
+        if !crate::paging::is_canonical(base) {
+            return Err(EINVAL);
+        }
         match which {
             SEGBASE_FS => self.set_fs_base(base),
             SEGBASE_GS_USER => self.set_gs_user(base),
@@ -251,7 +262,9 @@ impl Vcpu {
         let mut n = 0;
         let mut rc = 0;
         while n < count {
-            let req: T = self.read_guest_obj(list + n * size).map_err(|_| EFAULT)?;
+            let req: T = self
+                .read_guest_obj(list.wrapping_add(n * size))
+                .map_err(|_| EFAULT)?;
             if let Err(e) = one(self, req) {
                 rc = e;
                 break;
@@ -273,7 +286,7 @@ impl Vcpu {
         let gdt_gpa = self.dom.machine.layout.hv_gpa(hv::GDT);
         let mut table = vec![0u8; 14 * 4096];
         for p in 0..pages {
-            let mfn = self.u64_at(frames_va + p * 8)?;
+            let mfn = self.u64_at(frames_va.wrapping_add(p * 8))?;
             if mfn >= self.dom.machine.layout.ram_pages {
                 return Err(EINVAL);
             }
@@ -293,13 +306,15 @@ impl Vcpu {
         self.ram().write(gdt_gpa, &table).map_err(|_| EFAULT)?;
         self.gdt_frames.clear();
         for p in 0..pages {
-            self.gdt_frames.push(self.u64_at(frames_va + p * 8)?);
+            self.gdt_frames
+                .push(self.u64_at(frames_va.wrapping_add(p * 8))?);
         }
         Ok(0)
     }
 
     fn update_descriptor(&mut self, ma: u64, desc: u64) -> Result<i64, i64> {
-        if ma & 7 != 0 || ma >> 12 >= self.dom.machine.layout.ram_pages {
+        // Not onto a page table: that would bypass the PTE checks.
+        if ma & 7 != 0 || ma >> 12 >= self.dom.machine.layout.ram_pages || self.is_page_table(ma) {
             return Err(EINVAL);
         }
         self.ram().write_u64(ma, desc).map_err(|_| EFAULT)?;
@@ -317,8 +332,8 @@ impl Vcpu {
         match cmd & 0xf {
             XENMEM_MACHPHYS_MAPPING => {
                 self.put_u64(arg, M2P_VA)?;
-                self.put_u64(arg + 8, M2P_VA + l.m2p_entries() * 8)?;
-                self.put_u64(arg + 16, l.m2p_entries() - 1)?;
+                self.put_u64(arg.wrapping_add(8), M2P_VA + l.m2p_entries() * 8)?;
+                self.put_u64(arg.wrapping_add(16), l.m2p_entries() - 1)?;
                 Ok(0)
             }
             XENMEM_MAXIMUM_RESERVATION | XENMEM_CURRENT_RESERVATION => Ok(l.ram_pages as i64),
@@ -332,13 +347,14 @@ impl Vcpu {
         }
     }
 
-    fn multicall(&mut self, list: u64, count: u64, g: &mut GuestState) -> Handled {
+    /// Returns the multicall's own result (-EFAULT for an unreadable list;
+    /// each entry's result goes into the entry).
+    fn multicall(&mut self, list: u64, count: u64, g: &mut GuestState) -> Result<i64, Stop> {
         let count = count.min(MAX_BATCH);
         for i in 0..count {
-            let va = list + i * 64;
+            let va = list.wrapping_add(i * 64);
             let Ok(e) = self.read_guest_obj::<MulticallEntry>(va) else {
-                g.regs.rax = EFAULT as u64;
-                return Ok(());
+                return Ok(EFAULT);
             };
             let a = [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]];
             let res = if e.op == HYPERVISOR_IRET || e.op == HYPERVISOR_MULTICALL {
@@ -349,12 +365,11 @@ impl Vcpu {
                     Outcome::NoReturnValue => 0,
                 }
             };
-            if self.put_u64(va + 8, res as u64).is_err() {
-                g.regs.rax = EFAULT as u64;
-                return Ok(());
+            if self.put_u64(va.wrapping_add(8), res as u64).is_err() {
+                return Ok(EFAULT);
             }
         }
-        Ok(())
+        Ok(0)
     }
 
     fn vcpu_op(&mut self, cmd: u32, vcpu: u32, arg: u64) -> Result<i64, i64> {
@@ -365,9 +380,13 @@ impl Vcpu {
             VCPUOP_IS_UP => Ok(1),
             VCPUOP_REGISTER_VCPU_INFO => {
                 let mfn = self.u64_at(arg)?;
-                let off = self.u32_at(arg + 8)? as u64;
+                let off = self.u32_at(arg.wrapping_add(8))? as u64;
                 let size = std::mem::size_of::<VcpuInfo>() as u64;
-                if mfn >= self.dom.machine.layout.ram_pages || off + size > 4096 {
+                // rxen writes vcpu_info: never onto a page table.
+                if mfn >= self.dom.machine.layout.ram_pages
+                    || off + size > 4096
+                    || self.is_page_table(mfn << 12)
+                {
                     return Err(EINVAL);
                 }
                 let old = self.dom.vcpu_info();
@@ -388,7 +407,7 @@ impl Vcpu {
             }
             VCPUOP_SET_SINGLESHOT_TIMER => {
                 let t = self.u64_at(arg)?;
-                let flags = self.u32_at(arg + 8)?;
+                let flags = self.u32_at(arg.wrapping_add(8))?;
                 if flags & VCPU_SSHOTTMR_FUTURE != 0 && t < self.dom.clock.now_ns() {
                     return Err(-XEN_ETIME);
                 }
@@ -459,8 +478,11 @@ impl Vcpu {
                 Ok(0)
             }
             SCHEDOP_SHUTDOWN => {
-                let reason = self.u32_at(arg).unwrap_or(SHUTDOWN_CRASH);
-                Err(Stop(ShutdownReason::from_xen(reason)))
+                // A bad pointer is an error for the caller, as in Xen.
+                match self.u32_at(arg) {
+                    Ok(reason) => Err(Stop(ShutdownReason::from_xen(reason))),
+                    Err(e) => Ok(e),
+                }
             }
             _ => Ok(ENOSYS),
         }

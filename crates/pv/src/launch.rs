@@ -64,6 +64,7 @@ pub fn prepare(spec: &BootSpec, hub: Box<dyn DeviceHub>) -> Result<Prepared, Lau
     for f in &boot.pt_frames {
         vcpu.pt.frames.insert(*f);
     }
+    vcpu.pt.l4.insert(boot.l4_gpa >> 12);
     vcpu.update_time();
     vcpu.boot(boot.entry, boot.stack_top, boot.start_info_va)
         .map_err(|err| MachineError::Ioctl {

@@ -10,7 +10,10 @@
 use std::collections::HashSet;
 
 use vm_memory::ByteValued;
-use xen_abi::{MmuUpdate, MmuextOp, XEN_EFAULT, XEN_EINVAL, XEN_ENOSYS, XEN_EPERM};
+use xen_abi::{
+    MmuUpdate, MmuextOp, HYPERVISOR_VIRT_END, HYPERVISOR_VIRT_START, XEN_EFAULT, XEN_EINVAL,
+    XEN_ENOSYS, XEN_EPERM,
+};
 
 use crate::layout::PAGE_SIZE;
 use crate::machine::Machine;
@@ -26,6 +29,21 @@ pub struct GuestFault {
 #[derive(Default)]
 pub struct PageTables {
     pub frames: HashSet<u64>,
+    /// Frames used as top-level tables: their slots 256..272 are rxen's.
+    pub l4: HashSet<u64>,
+}
+
+/// rxen's part of every address space (Xen's hypervisor range, L4 slots
+/// 256..272): the host-reserved slot, the shim, the M2P and the direct map.
+pub const RXEN_VA: std::ops::Range<u64> = HYPERVISOR_VIRT_START..HYPERVISOR_VIRT_END;
+/// The same range as L4 slot numbers.
+const RXEN_L4_SLOTS: std::ops::Range<u64> = 256..272;
+
+/// Is `va` in rxen's range? Guest pointers there are refused like unmapped
+/// ones (-EFAULT): the direct map would otherwise let a hypercall write the
+/// guest's page tables behind rxen's back.
+fn in_rxen_range(va: u64) -> bool {
+    RXEN_VA.contains(&va)
 }
 
 impl Vcpu {
@@ -33,6 +51,9 @@ impl Vcpu {
         let mut done = 0;
         while done < buf.len() {
             let cur = va.wrapping_add(done as u64);
+            if in_rxen_range(cur) {
+                return Err(GuestFault { va: cur });
+            }
             let w = walk(self.ram(), self.cr3(), cur, false).map_err(|_| GuestFault { va: cur })?;
             let n = ((PAGE_SIZE - (cur & (PAGE_SIZE - 1))) as usize).min(buf.len() - done);
             if !self.dom.machine.guest_may_map(w.gpa >> 12, false) {
@@ -50,6 +71,9 @@ impl Vcpu {
         let mut done = 0;
         while done < buf.len() {
             let cur = va.wrapping_add(done as u64);
+            if in_rxen_range(cur) {
+                return Err(GuestFault { va: cur });
+            }
             let w = walk(self.ram(), self.cr3(), cur, true).map_err(|_| GuestFault { va: cur })?;
             let n = ((PAGE_SIZE - (cur & (PAGE_SIZE - 1))) as usize).min(buf.len() - done);
             if !self.dom.machine.guest_may_map(w.gpa >> 12, true) {
@@ -113,6 +137,10 @@ impl Vcpu {
                 if ptr & 7 != 0 || ptr >> 12 >= self.dom.machine.layout.ram_pages {
                     return Err(-XEN_EINVAL);
                 }
+                if self.is_rxen_l4_slot(ptr) {
+                    // Xen: "Illegal L4 update attempt in Xen-private area".
+                    return Err(-XEN_EINVAL);
+                }
                 let mut val = self.adjust_entry(req.val)?;
                 if cmd == 2 {
                     let old = self.ram().read_u64(ptr).map_err(|_| -XEN_EFAULT)?;
@@ -134,9 +162,16 @@ impl Vcpu {
         }
     }
 
-    /// Guest-physical address of the L1 entry mapping `va` in the kernel tables.
+    /// Is `pte_gpa` one of rxen's slots (256..272) in a top-level table?
+    pub fn is_rxen_l4_slot(&self, pte_gpa: u64) -> bool {
+        self.pt.l4.contains(&(pte_gpa >> 12)) && RXEN_L4_SLOTS.contains(&((pte_gpa & 0xfff) / 8))
+    }
+
+    /// Guest-physical address of the L1 entry mapping `va` in the kernel
+    /// tables. None for rxen's range (its tables are not the guest's) and
+    /// for tables outside guest RAM.
     pub fn l1_entry_for(&self, va: u64) -> Option<u64> {
-        if !paging::is_canonical(va) {
+        if !paging::is_canonical(va) || in_rxen_range(va) {
             return None;
         }
         let mut table = self.kernel_cr3 & PTE_ADDR;
@@ -149,6 +184,9 @@ impl Vcpu {
                 return None;
             }
             table = e & PTE_ADDR;
+        }
+        if table >> 12 >= self.dom.machine.layout.ram_pages {
+            return None;
         }
         Some(table + paging::index(va, 1) as u64 * 8)
     }
@@ -191,6 +229,7 @@ impl Vcpu {
         }
         if level == 4 {
             self.install_hv_slots(pfn).map_err(|_| -XEN_EFAULT)?;
+            self.pt.l4.insert(pfn);
         }
         // Entries fixed below may already be cached by the host's shadow MMU.
         self.flush = true;
@@ -242,6 +281,7 @@ impl Vcpu {
                     self.pin(op.arg1, 4)?;
                 }
                 self.install_hv_slots(op.arg1).map_err(|_| -XEN_EFAULT)?;
+                self.pt.l4.insert(op.arg1);
                 self.kernel_cr3 = op.arg1 << 12;
                 self.flush = true;
                 Ok(())
@@ -258,6 +298,7 @@ impl Vcpu {
                     self.pin(op.arg1, 4)?;
                 }
                 self.install_hv_slots(op.arg1).map_err(|_| -XEN_EFAULT)?;
+                self.pt.l4.insert(op.arg1);
                 self.user_cr3 = op.arg1 << 12;
                 Ok(())
             }
@@ -308,7 +349,7 @@ impl Vcpu {
     /// it was fixed.
     pub fn fix_user_bits(&mut self, va: u64, write: bool) -> bool {
         // rxen's own slots (256..272) stay supervisor-only.
-        if (0xffff_8000_0000_0000..0xffff_8800_0000_0000).contains(&va) {
+        if in_rxen_range(va) {
             return false;
         }
         let Ok(w) = walk(self.ram(), self.cr3(), va, write) else {

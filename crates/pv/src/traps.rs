@@ -196,7 +196,7 @@ impl Vcpu {
             g.regs.rsp,
             g.ss & 0xffff,
         ]);
-        sp -= frame.len() as u64 * 8;
+        sp = sp.wrapping_sub(frame.len() as u64 * 8); // a bad guest rsp wraps, then fails below
         let bytes: Vec<u8> = frame.iter().flat_map(|w| w.to_le_bytes()).collect();
         if self.copy_to_guest(sp, &bytes).is_err() {
             return crash(format!(
