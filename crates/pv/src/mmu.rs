@@ -29,7 +29,8 @@ pub struct GuestFault {
 #[derive(Default)]
 pub struct PageTables {
     pub frames: HashSet<u64>,
-    /// Frames used as top-level tables: their slots 256..272 are rxen's.
+    /// Frames pinned as top-level tables (until unpinned): their slots
+    /// 256..272 are rxen's and refuse guest writes.
     pub l4: HashSet<u64>,
 }
 
@@ -272,7 +273,12 @@ impl Vcpu {
             MMUEXT_PIN_L2_TABLE => self.pin(op.arg1, 2),
             MMUEXT_PIN_L3_TABLE => self.pin(op.arg1, 3),
             MMUEXT_PIN_L4_TABLE => self.pin(op.arg1, 4),
-            MMUEXT_UNPIN_TABLE => Ok(()),
+            MMUEXT_UNPIN_TABLE => {
+                // The frame may now be reused as any page (Linux unpins a
+                // process's tables while its user base may still name them).
+                self.pt.l4.remove(&op.arg1);
+                Ok(())
+            }
             MMUEXT_NEW_BASEPTR => {
                 if op.arg1 >= self.dom.machine.layout.ram_pages {
                     return Err(-XEN_EINVAL);
@@ -281,7 +287,6 @@ impl Vcpu {
                     self.pin(op.arg1, 4)?;
                 }
                 self.install_hv_slots(op.arg1).map_err(|_| -XEN_EFAULT)?;
-                self.pt.l4.insert(op.arg1);
                 self.kernel_cr3 = op.arg1 << 12;
                 self.flush = true;
                 Ok(())
@@ -298,7 +303,6 @@ impl Vcpu {
                     self.pin(op.arg1, 4)?;
                 }
                 self.install_hv_slots(op.arg1).map_err(|_| -XEN_EFAULT)?;
-                self.pt.l4.insert(op.arg1);
                 self.user_cr3 = op.arg1 << 12;
                 Ok(())
             }

@@ -19,7 +19,7 @@ use xen_abi::{XEN_EFAULT, XEN_EINVAL, XEN_ENOENT, XEN_ENOSYS, XEN_EPERM};
 /// Seeds and hypercalls per seed of the fuzzing run (under a second each on
 /// a quiet machine).
 const SEEDS: u64 = 30;
-const CALLS: u64 = 5_000;
+const CALLS: u64 = 3_000;
 /// A hostile domain runs for a second or two; this long means rxen hangs.
 const DEADLINE: Duration = Duration::from_secs(30);
 
