@@ -214,8 +214,12 @@ pub(crate) fn parse_notes<'a>(
         let descsz = u32_at(area, off + 4) as usize;
         let n_type = u32_at(area, off + 8);
         let name_off = off + 12;
-        let desc_off = name_off.checked_add(round(namesz));
-        let end = desc_off.and_then(|d| d.checked_add(round(descsz)));
+        // The desc and the next note start at the next multiple of the
+        // alignment (binutils' ELF_NOTE_DESC_OFFSET): with 8-byte notes
+        // (.note.gnu.property) the 12-byte header and the name are padded
+        // together, not the name alone.
+        let desc_off = name_off.checked_add(namesz).map(round);
+        let end = desc_off.and_then(|d| d.checked_add(descsz)).map(round);
         // The last record's desc may lack its padding.
         let desc_end = desc_off.and_then(|d| d.checked_add(descsz));
         match (desc_off, desc_end) {

@@ -411,6 +411,41 @@ fn no_notes_means_no_xen_pv() {
     );
 }
 
+/// 8-byte aligned note segments (a static glibc binary's .note.gnu.property):
+/// the header and name are padded together to 16 bytes, not the name to 8.
+#[test]
+fn eight_byte_aligned_notes_parse() {
+    let mut area = Vec::new();
+    area.extend(u32le(4));
+    area.extend(u32le(16));
+    area.extend(u32le(5)); // NT_GNU_PROPERTY_TYPE_0
+    area.extend(b"GNU\0");
+    area.extend([0xaa; 16]);
+    area.extend(u32le(4));
+    area.extend(u32le(3));
+    area.extend(u32le(6));
+    area.extend(b"Xen\0");
+    area.extend(b"hi\0");
+    area.resize(area.len().next_multiple_of(8), 0);
+    let notes = elf::parse_notes(&area, 8, "test").unwrap();
+    assert_eq!(notes.len(), 2);
+    assert_eq!((notes[0].name, notes[0].n_type), (&b"GNU"[..], 5));
+    assert_eq!(notes[0].desc, &[0xaa; 16][..]);
+    assert_eq!((notes[1].name, notes[1].desc), (&b"Xen"[..], &b"hi\0"[..]));
+    // 4-byte alignment is unchanged: a 5-byte name pads to 8.
+    let mut area = Vec::new();
+    area.extend(u32le(5));
+    area.extend(u32le(4));
+    area.extend(u32le(1));
+    area.extend(b"Linux\0\0\0");
+    area.extend(u32le(7));
+    let notes = elf::parse_notes(&area, 4, "test").unwrap();
+    assert_eq!(
+        (notes[0].name, notes[0].desc),
+        (&b"Linux"[..], &u32le(7)[..])
+    );
+}
+
 #[test]
 fn no_entry_note_means_no_xen_pv() {
     let e = err(&with_notes(notes_with(1, None)));
