@@ -613,11 +613,15 @@ mod tests {
         // SAFETY: gettid has no preconditions.
         let me = unsafe { libc::gettid() };
         let t0 = thread_cpu_ns(me).unwrap();
+        // Busy for 50 ms of this thread's CPU time: schedstat advances only
+        // at scheduler ticks, which a few milliseconds of work may not span.
+        let c0 = thread_cpu_ns(0).unwrap();
         let mut x = 0u64;
-        for i in 0..5_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while thread_cpu_ns(0).unwrap() < c0 + 50_000_000 {
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
         }
-        std::hint::black_box(x);
         assert!(thread_cpu_ns(me).unwrap() > t0);
         assert_eq!(thread_state(me), Some('R'));
         assert!(thread_cpu_ns(0).unwrap() > 0);
