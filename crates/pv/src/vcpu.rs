@@ -111,6 +111,8 @@ pub struct Stats {
     pub ptw_run_ns: u64,
     /// Extra trips to the VMM for page-table write lists over capacity.
     pub ptw_rounds: u64,
+    /// Event upcalls entered straight from guest code after a kick.
+    pub direct_upcalls: u64,
 }
 
 thread_local! {
@@ -387,9 +389,62 @@ impl Vcpu {
         }
         let bits = self.dom.bits();
         let vi = self.dom.vcpu_info();
-        if bits.upcall_pending(vi) && bits.upcall_mask(vi) == 0 {
+        if bits.upcall_pending(vi) && bits.upcall_mask(vi) == 0 && !self.upcall_from_guest_code() {
             self.inject_kick();
         }
+    }
+
+    /// Enter the guest's event callback straight from where the kick stopped
+    /// it, when that is guest code (CPL3): the bounce frame goes on the
+    /// guest kernel stack and the registers (and, coming from user mode, CR3
+    /// and the GS bases) are set for the callback, without the trip through
+    /// the shim that injecting [`KICK_VECTOR`] takes (~85 µs, one per timer
+    /// tick). False when the vCPU is in the shim or anything is unusual:
+    /// the caller injects the vector then.
+    fn upcall_from_guest_code(&mut self) -> bool {
+        if self.event_callback == 0 || !self.ptw.is_empty() {
+            return false;
+        }
+        let sr = self.fd.sync_regs();
+        if sr.sregs.cs.dpl != 3 {
+            return false;
+        }
+        // An exception KVM has queued (e.g. the #PF of a SYSCALL that just
+        // reached the trampoline) would be delivered after the register
+        // change, with the callback's RIP in its frame.
+        match self.fd.get_vcpu_events() {
+            Ok(ev)
+                if ev.exception.injected == 0
+                    && ev.exception.pending == 0
+                    && ev.interrupt.injected == 0
+                    && ev.nmi.injected == 0 => {}
+            _ => return false,
+        }
+        self.sregs = sr.sregs;
+        let mut g = GuestState {
+            regs: sr.regs,
+            cs: sr.sregs.cs.selector as u64,
+            ss: sr.sregs.ss.selector as u64,
+        };
+        let was_kernel = self.kernel_mode;
+        let cb = self.event_callback;
+        if let Err(Stop(reason)) = self.bounce(&mut g, cb, None, true) {
+            self.dom.request_shutdown(reason);
+            return true;
+        }
+        if was_kernel != self.kernel_mode {
+            // User -> kernel, as the shim's swapgs + CR3 resume path does.
+            self.sregs.cr3 = self.cr3();
+            self.sregs.gs.base = self.gs_kernel;
+            self.sregs_dirty = true;
+            self.gs_user_dirty = true;
+        }
+        g.regs.rflags |= 2;
+        self.fd.sync_regs_mut().regs = g.regs;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        self.publish_fast_paths();
+        self.stats.direct_upcalls += 1;
+        true
     }
 
     fn inject_kick(&mut self) {
