@@ -241,6 +241,52 @@ mod tests {
         assert_eq!(v.count(), 1, "a gone viewer is forgotten");
     }
 
+    /// A viewer connected over a real socket pair.
+    fn connect(viewers: &Arc<Viewers>, hello: &str) -> BufReader<UnixStream> {
+        let (client, server) = UnixStream::pair().unwrap();
+        let (v, i) = (viewers.clone(), Arc::new(Mutex::new(None)));
+        std::thread::spawn(move || viewer(server, v, i));
+        (&client).write_all(hello.as_bytes()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        BufReader::new(client)
+    }
+
+    #[test]
+    fn the_handshake_checks_the_version_then_streams_raw_bytes() {
+        let v = Arc::new(Viewers::default());
+        v.publish(b"boot log\n");
+        let mut r = connect(&v, "{\"version\":1,\"replay\":4}\n");
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert_eq!(line, "{\"version\":1,\"ok\":null}\n");
+        let mut replay = [0u8; 4];
+        r.read_exact(&mut replay).unwrap();
+        assert_eq!(&replay, b"log\n");
+        // Live output follows once the viewer is registered.
+        let t = std::time::Instant::now();
+        while v.count() < 1 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        v.publish(b"live");
+        let mut live = [0u8; 4];
+        r.read_exact(&mut live).unwrap();
+        assert_eq!(&live, b"live");
+
+        let mut r = connect(&v, "{\"version\":9}\n");
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("\"error\"") && line.contains("version 9"),
+            "{line}"
+        );
+        let mut r = connect(&v, "hello\n");
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        assert!(line.contains("malformed hello"), "{line}");
+    }
+
     #[test]
     fn history_is_bounded() {
         let v = Viewers::default();

@@ -515,7 +515,13 @@ fn serve_control(listener: UnixListener, shared: Arc<Shared>) {
     }
 }
 
+/// An idle control connection is closed after this long, so a client that
+/// connects and says nothing does not keep a thread forever.
+const CONTROL_IDLE: Duration = Duration::from_secs(300);
+
 fn control_conn(stream: UnixStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(CONTROL_IDLE));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
