@@ -589,7 +589,67 @@ static void fuzz_grant(void) {
          one_in(6) ? any_ptr() : (u64)a, rnd() % 4 ? rnd() % 3 : any_val(), 0, 0);
 }
 
+/* Direct writes to this kernel's read-only page tables, which rxen emulates
+   (Xen's writable_page_tables): several instruction forms and sizes, always
+   at an entry that is not present, so the kernel's own mappings stay. */
+static void fuzz_ptwr(void) {
+    u64 ma = free_pte_ma();
+    u64 mfn = ma >> 12;
+    if (mfn < pt_mfn || mfn >= pt_mfn + nr_pt) return; /* no free entry found */
+    /* The boot L4 (first table)'s slots 256..271 are rxen's: a write there
+       is refused with a page fault, which would end this kernel. */
+    if (mfn == pt_mfn && (ma & 0xfff) / 8 >= 256 && (ma & 0xfff) / 8 < 272) return;
+    u64 *e = (u64 *)(pt_va + (mfn - pt_mfn) * 4096 + (ma & 0xff8));
+    u64 f = one_in(2000) ? nr_pages + rnd() % 64 : free_lo + rnd() % (nr_pages - free_lo);
+    /* Noise (which may map a frame that is not RAM: the domain is then
+       stopped) only rarely; otherwise a free frame, or flags alone. */
+    u64 v = rnd() & 1 ? (f << 12) | (rnd() & 0x1ff) : one_in(500) ? rnd() : rnd() & 0xffe;
+    calls++;
+    switch (rnd() % 10) {
+    case 0: asm volatile("movq %1, (%0)" ::"r"(e), "r"(v) : "memory"); break;
+    case 1: asm volatile("movl %k1, (%0)" ::"r"(e), "r"(v) : "memory"); break;
+    case 2: asm volatile("movw %w1, 4(%0)" ::"r"(e), "r"(v) : "memory"); break;
+    case 3: asm volatile("movb %b1, 1(%0)" ::"r"(e), "r"(v & ~1UL) : "memory"); break;
+    case 4: asm volatile("xchgq %1, (%0)" : "+r"(e), "+r"(v)::"memory"); break;
+    case 5: {
+        u64 expect = rnd() & 1 ? 0 : rnd();
+        asm volatile("lock cmpxchgq %2, (%1)" : "+a"(expect) : "r"(e), "r"(v) : "memory", "cc");
+        break;
+    }
+    case 6: asm volatile("lock orq %1, (%0)" ::"r"(e), "r"(v) : "memory", "cc"); break;
+    case 7: asm volatile("lock andq %1, (%0)" ::"r"(e), "r"(v) : "memory", "cc"); break;
+    case 8: asm volatile("lock btsq $1, (%0)" ::"r"(e) : "memory", "cc"); break;
+    default: asm volatile("lock btrq $2, (%0)" ::"r"(e) : "memory", "cc"); break;
+    }
+}
+
+/* Instructions rxen emulates for a PV kernel: CPUID behind Xen's forced-
+   emulation prefix (any leaf), and the segment-base MSRs. */
+static void fuzz_privileged(void) {
+    calls++;
+    if (rnd() & 1) {
+        u32 a = rnd() & 1 ? rnd() % 32 : (u32)rnd(), b, c = (u32)any_val(), d;
+        if (one_in(2)) a = 0x40000000 + rnd() % 16;
+        asm volatile("ud2a; .ascii \"xen\"; cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+    } else {
+        static const u32 msrs[] = {0xc0000100, 0xc0000101, 0xc0000102};
+        u32 msr = msrs[rnd() % 3], lo, hi;
+        if (rnd() & 1) {
+            asm volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+        } else {
+            /* canonical values only: a bad one is a #GP, as on hardware */
+            u64 v = rnd() & 1 ? rnd() & 0x00007fffffffffffUL : rnd() | 0xffff800000000000UL;
+            if (msr == 0xc0000101) v = 0; /* the kernel's own GS stays */
+            asm volatile("wrmsr" ::"c"(msr), "a"((u32)v), "d"((u32)(v >> 32)));
+        }
+    }
+}
+
 static void fuzz_one(void) {
+    if (one_in(12)) {
+        rnd() & 1 ? fuzz_ptwr() : fuzz_privileged();
+        return;
+    }
     switch (rnd() % 24) {
     case 0: case 1: case 2: case 3: case 4: case 5: fuzz_generic(); break;
     case 6: case 7: fuzz_mmu_update(); break;
