@@ -603,13 +603,15 @@ static void fuzz_ptwr(void) {
     u64 f = one_in(2000) ? nr_pages + rnd() % 64 : free_lo + rnd() % (nr_pages - free_lo);
     /* Noise (which may map a frame that is not RAM: the domain is then
        stopped) only rarely; otherwise a free frame, or flags alone. */
-    u64 v = rnd() & 1 ? (f << 12) | (rnd() & 0x1ff) : one_in(500) ? rnd() : rnd() & 0xffe;
+    u64 v = rnd() & 1 ? (f << 12) | (rnd() & 0x1ff) : one_in(5000) ? rnd() : rnd() & 0xffe;
     calls++;
     switch (rnd() % 10) {
     case 0: asm volatile("movq %1, (%0)" ::"r"(e), "r"(v) : "memory"); break;
     case 1: asm volatile("movl %k1, (%0)" ::"r"(e), "r"(v) : "memory"); break;
-    case 2: asm volatile("movw %w1, 4(%0)" ::"r"(e), "r"(v) : "memory"); break;
-    case 3: asm volatile("movb %b1, 1(%0)" ::"r"(e), "r"(v & ~1UL) : "memory"); break;
+    /* Partial writes: flag bits only (low word, P clear), or the top byte
+       (available bits and NX); frame bits come only from whole entries. */
+    case 2: asm volatile("movw %w1, (%0)" ::"r"(e), "r"(v & 0xffe) : "memory"); break;
+    case 3: asm volatile("movb %b1, 7(%0)" ::"r"(e), "r"(v & 0x80) : "memory"); break;
     case 4: asm volatile("xchgq %1, (%0)" : "+r"(e), "+r"(v)::"memory"); break;
     case 5: {
         u64 expect = rnd() & 1 ? 0 : rnd();
