@@ -377,7 +377,9 @@ impl Vcpu {
             if let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) {
                 let mut st = [0u64; 12];
                 for (i, w) in st.iter_mut().enumerate() {
-                    *w = self.read_guest_obj(r.rsp + i as u64 * 8).unwrap_or(0);
+                    *w = self
+                        .read_guest_obj(r.rsp.wrapping_add(i as u64 * 8)) // guest rsp
+                        .unwrap_or(0);
                 }
                 self.record(|| {
                     format!(
