@@ -158,11 +158,24 @@ fn line_after<'a>(out: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn native_compute(bin: &Path) -> String {
-    let o = Command::new(bin)
-        .arg(COMPUTE_ROUNDS.to_string())
-        .output()
-        .expect("run compute natively");
+    // ETXTBSY: another test thread that forks while `bin` was open for
+    // writing holds a copy of that descriptor until its child execs.
+    let mut tries = 0;
+    let o = loop {
+        match Command::new(bin).arg(COMPUTE_ROUNDS.to_string()).output() {
+            Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => break r.expect("run compute natively"),
+        }
+    };
     String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// ETXTBSY on Linux.
+const fn libc_etxtbsy() -> i32 {
+    26
 }
 
 #[test]
