@@ -408,7 +408,10 @@ impl Vcpu {
             return false;
         }
         let sr = self.fd.sync_regs();
-        if sr.sregs.cs.dpl != 3 {
+        // In the shim, or at the SYSCALL trampoline (the #PF that enters
+        // the shim may not be queued yet): leave it to the vector.
+        let rxen_va = crate::layout::l4_slot_va(256)..crate::layout::l4_slot_va(272);
+        if sr.sregs.cs.dpl != 3 || rxen_va.contains(&sr.regs.rip) {
             return false;
         }
         // An exception KVM has queued (e.g. the #PF of a SYSCALL that just

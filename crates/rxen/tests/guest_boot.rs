@@ -4,10 +4,13 @@
 //!
 //! These need /dev/kvm and root; without them they fail and say so.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{line_after, require_kvm, run_with_deadline, rxen, text, TempDir};
 use guestprep::{Flavour, Initramfs};
 
 /// A user-space compute loop: xorshift over N rounds, prints the checksum.
@@ -29,52 +32,9 @@ int main(int argc, char **argv) {
 const COMPUTE_ROUNDS: u64 = 50_000_000;
 const FORKS: u32 = 200;
 
-fn require_kvm() {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm");
-    assert!(
-        f.is_ok(),
-        "guest tests need /dev/kvm (read-write, usually root): {:?}",
-        f.err()
-    );
-}
-
-fn rxen() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rxen"))
-}
-
 struct Guest {
-    dir: tempdir::Dir,
+    dir: TempDir,
     kernel: guestprep::Kernel,
-}
-
-mod tempdir {
-    use std::path::{Path, PathBuf};
-    pub struct Dir(PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "rxen-test-{tag}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl Guest {
@@ -82,7 +42,7 @@ impl Guest {
         require_kvm();
         let kernel = guestprep::debian_kernel(flavour).expect("fetch Debian's kernel");
         Guest {
-            dir: tempdir::Dir::new(tag),
+            dir: TempDir::new(tag),
             kernel,
         }
     }
@@ -109,52 +69,12 @@ impl Guest {
             ),
         )
         .unwrap();
-        let t = Instant::now();
-        let out = run_with_timeout(
+        let run = run_with_deadline(
             Command::new(rxen()).args(["create", "-F", "-c"]).arg(&cfg),
             Duration::from_secs(240),
         );
-        (out, t.elapsed())
+        (run.output, run.took)
     }
-}
-
-fn run_with_timeout(cmd: &mut Command, limit: Duration) -> Output {
-    let child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start rxen");
-    let pid = child.id();
-    let watchdog = std::thread::spawn(move || {
-        std::thread::sleep(limit);
-        // SAFETY: kill(2) on a pid we spawned; harmless if it already exited.
-        unsafe { libc_kill(pid as i32, 9) };
-    });
-    let out = child.wait_with_output().expect("wait for rxen");
-    drop(watchdog);
-    out
-}
-
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n--- stderr ---\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn line_after<'a>(out: &'a str, key: &str) -> Option<&'a str> {
-    out.lines().find_map(|l| {
-        l.trim_end_matches('\r')
-            .split_once(key)
-            .map(|(_, v)| v.trim())
-    })
 }
 
 fn native_compute(bin: &Path) -> String {
