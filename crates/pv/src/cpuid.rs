@@ -141,24 +141,39 @@ const NATIVE_ONLY: &[(u32, u8, u32)] = &[
     (0x8000_0001, 2, (1 << 0) | (1 << 5) | (1 << 8)),
 ];
 
-/// XSAVE with the AVX state (XCR0 = x87 | SSE | AVX) when the CPU has it.
-/// The guest kernel runs `xsave`/`xrstor` natively at CPL3 (CR4.OSXSAVE is
-/// set, see `Machine::create_vcpu`), its `xsetbv` is emulated by the VMM
-/// (`emulate.rs`). AVX-512 and other XSAVE components stay hidden (bigger
-/// state, nothing here to gain); so do XSAVEOPT/XSAVEC/XSAVES (XSAVES is
-/// CPL0-only).
+/// XSAVE with the AVX and AVX-512 states when the CPU has them. The guest
+/// kernel runs `xsave`/`xrstor` natively at CPL3 (CR4.OSXSAVE is set, see
+/// `Machine::create_vcpu`); its `xsetbv` is emulated by the VMM
+/// (`emulate.rs`). Why AVX-512 too: on this host the hardware XCR0 while the
+/// guest runs is the host's, and guest user space sees AVX-512 through plain
+/// `cpuid` and `xgetbv` whatever rxen's table says, so glibc uses it; the
+/// guest kernel must then save and restore that state on its context
+/// switches, or processes corrupt each other's ZMM and mask registers.
+/// AMX and XSAVES-only components stay out; so do XSAVEOPT/XSAVEC/XSAVES.
 /// (leaf, register, bits) shown when [`xsave_available`].
 const XSAVE_FEATURES: &[(u32, u8, u32)] = &[
     // 1.ECX: FMA, XSAVE, AVX, F16C (OSXSAVE is added with them).
     (1, 2, (1 << 12) | (1 << 26) | (1 << 28) | (1 << 29)),
-    // 7.EBX: AVX2.
-    (7, 1, 1 << 5),
+    // 7.EBX: AVX2, AVX512F, AVX512DQ, AVX512IFMA, AVX512CD, AVX512BW,
+    // AVX512VL.
+    (
+        7,
+        1,
+        (1 << 5) | (1 << 16) | (1 << 17) | (1 << 21) | (1 << 28) | (1 << 30) | (1 << 31),
+    ),
+    // 7.ECX: AVX512_VBMI, AVX512_VBMI2, GFNI, VAES, VPCLMULQDQ, AVX512_VNNI,
+    // AVX512_BITALG, AVX512_VPOPCNTDQ.
+    (
+        7,
+        2,
+        (1 << 1) | (1 << 6) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 14),
+    ),
 ];
-/// XCR0 components the guest may enable: x87, SSE, AVX.
-pub const XCR0_SUPPORTED: u64 = 0b111;
-/// XSAVE area size for x87 + SSE (legacy area and header), and with AVX.
+/// XCR0 components rxen lets the guest enable: x87, SSE, AVX, and AVX-512's
+/// opmask, ZMM_Hi256 and Hi16_ZMM, as far as the CPU has them.
+const XCR0_USER: u64 = 0b1110_0111;
+/// XSAVE area size for x87 + SSE (legacy area and header).
 const XSAVE_SIZE_SSE: u32 = 0x240;
-const XSAVE_SIZE_AVX: u32 = 0x340;
 
 /// Does this CPU have XSAVE and AVX?
 pub fn xsave_available() -> bool {
@@ -166,21 +181,38 @@ pub fn xsave_available() -> bool {
     ecx & (1 << 26) != 0 && ecx & (1 << 28) != 0
 }
 
-/// Size of the XSAVE area for the components enabled in `xcr0` (CPUID
-/// 0xd.0 EBX, which depends on XCR0).
-pub fn xsave_size(xcr0: u64) -> u32 {
-    if xcr0 & 4 != 0 {
-        XSAVE_SIZE_AVX
-    } else {
-        XSAVE_SIZE_SSE
+/// XCR0 values the guest may set: [`XCR0_USER`] within what the CPU has.
+pub fn xcr0_supported() -> u64 {
+    if !xsave_available() {
+        return 0;
     }
+    std::arch::x86_64::__cpuid_count(0xd, 0).eax as u64 & XCR0_USER
+}
+
+/// Size of the XSAVE area for the components enabled in `xcr0` (CPUID
+/// 0xd.0 EBX, which depends on XCR0), from the CPU's own layout.
+pub fn xsave_size(xcr0: u64) -> u32 {
+    (2..8)
+        .filter(|i| xcr0 & (1 << i) != 0)
+        .map(|i| {
+            let c = std::arch::x86_64::__cpuid_count(0xd, i);
+            c.eax + c.ebx
+        })
+        .fold(XSAVE_SIZE_SSE, u32::max)
 }
 
 fn add_xsave_features(e: &mut kvm_cpuid_entry2) {
+    let supported = xcr0_supported();
     for &(leaf, reg, bits) in XSAVE_FEATURES {
         if e.function != leaf || (leaf == 7 && e.index != 0) {
             continue;
         }
+        // AVX-512 bits only with all three AVX-512 state components.
+        let bits = if leaf == 7 && supported & 0xe0 != 0xe0 {
+            bits & (1 << 5)
+        } else {
+            bits
+        };
         let n = std::arch::x86_64::__cpuid_count(leaf, 0);
         match reg {
             1 => e.ebx |= n.ebx & bits,
@@ -190,16 +222,17 @@ fn add_xsave_features(e: &mut kvm_cpuid_entry2) {
     if e.function == 1 {
         e.ecx |= 1 << 27; // OSXSAVE: CR4.OSXSAVE is always set.
     }
-    // Leaf 0xd (zeroed by apply_masks): the x87, SSE and AVX components.
+    // Leaf 0xd (zeroed by apply_masks): the components rxen allows, laid
+    // out as the CPU lays them out.
     if e.function == 0xd {
         match e.index {
             0 => {
-                e.eax = std::arch::x86_64::__cpuid_count(0xd, 0).eax & XCR0_SUPPORTED as u32;
+                e.eax = supported as u32;
                 e.ebx = XSAVE_SIZE_SSE;
-                e.ecx = XSAVE_SIZE_AVX;
+                e.ecx = xsave_size(supported);
             }
-            2 => {
-                let n = std::arch::x86_64::__cpuid_count(0xd, 2);
+            i @ 2..=7 if supported & (1 << i) != 0 => {
+                let n = std::arch::x86_64::__cpuid_count(0xd, i);
                 e.eax = n.eax;
                 e.ebx = n.ebx;
             }
@@ -322,5 +355,8 @@ mod tests {
         }
         // Nothing that needs XSAVE state.
         assert_eq!(e.ecx & ((1 << 26) | (1 << 27) | (1 << 28)), 0);
+        // The XSAVE size follows XCR0 and the CPU's layout.
+        assert_eq!(xsave_size(0b11), 0x240);
+        assert!(xsave_size(0b111) >= 0x340 || !xsave_available());
     }
 }

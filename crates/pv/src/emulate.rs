@@ -268,18 +268,18 @@ impl Vcpu {
         Ok(true)
     }
 
-    /// XSETBV from the guest kernel: XCR0 within what CPUID shows (x87
-    /// always, AVX only with SSE). Anything else is a #GP, as on hardware.
+    /// XSETBV from the guest kernel: XCR0 within what CPUID shows. Anything
+    /// else is a #GP, as on hardware.
     fn xsetbv(&mut self, xcr: u32, value: u64) -> bool {
-        let supported = if crate::cpuid::xsave_available() {
-            crate::cpuid::XCR0_SUPPORTED
-        } else {
-            0
-        };
+        let supported = crate::cpuid::xcr0_supported();
+        // x87 always; AVX needs SSE; the AVX-512 components go together and
+        // need AVX (the SDM's XSETBV rules).
+        let avx512 = value & 0xe0;
         let valid = xcr == 0
             && value & 1 != 0
             && value & !supported == 0
-            && (value & 4 == 0 || value & 2 != 0);
+            && (value & 4 == 0 || value & 2 != 0)
+            && (avx512 == 0 || (avx512 == 0xe0 && value & 4 != 0));
         if !valid {
             return false;
         }

@@ -1,7 +1,7 @@
 //! The CPU a PV guest sees: the user-level instruction sets of the host's
-//! CPU (SSE4.2, POPCNT, CMPXCHG16B, and AVX/AVX2 through XSAVE with the
-//! guest's `xsetbv` emulated), and AVX state that survives context switches
-//! between guest processes. Needs /dev/kvm and root; fails without them.
+//! CPU (SSE4.2, POPCNT, CMPXCHG16B, and AVX/AVX2/AVX-512 through XSAVE with
+//! the guest's `xsetbv` emulated), and AVX state that survives context
+//! switches between guest processes. Needs /dev/kvm and root; fails without them.
 
 mod common;
 
@@ -96,7 +96,9 @@ fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
         .map(|(_, f)| f.split_whitespace().collect())
         .unwrap_or_else(|| panic!("no FLAGS line:\n{t}"));
     let host = host_flags();
-    for f in ["sse4_2", "popcnt", "cx16", "ssse3", "avx", "avx2", "xsave"] {
+    for f in [
+        "sse4_2", "popcnt", "cx16", "ssse3", "avx", "avx2", "xsave", "avx512f", "avx512bw",
+    ] {
         if host.iter().any(|h| h == f) {
             assert!(
                 guest.contains(&f),
@@ -105,7 +107,7 @@ fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
         }
     }
     // Never shown: state the PV machine does not manage.
-    for f in ["avx512f", "xsaves", "pku", "x2apic", "pse", "pge"] {
+    for f in ["xsaves", "amx_tile", "pku", "x2apic", "pse", "pge"] {
         assert!(!guest.contains(&f), "guest must not see {f}: {guest:?}");
     }
     if host.iter().any(|h| h == "avx2") {
