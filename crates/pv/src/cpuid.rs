@@ -203,22 +203,14 @@ pub fn xsave_size(xcr0: u64) -> u32 {
 
 fn add_xsave_features(e: &mut kvm_cpuid_entry2) {
     let supported = xcr0_supported();
-    for &(leaf, reg, bits) in XSAVE_FEATURES {
-        if e.function != leaf || (leaf == 7 && e.index != 0) {
-            continue;
-        }
+    add_native_bits(e, XSAVE_FEATURES, |leaf, bits| {
         // AVX-512 bits only with all three AVX-512 state components.
-        let bits = if leaf == 7 && supported & 0xe0 != 0xe0 {
+        if leaf == 7 && supported & 0xe0 != 0xe0 {
             bits & (1 << 5)
         } else {
             bits
-        };
-        let n = std::arch::x86_64::__cpuid_count(leaf, 0);
-        match reg {
-            1 => e.ebx |= n.ebx & bits,
-            _ => e.ecx |= n.ecx & bits,
         }
-    }
+    });
     if e.function == 1 {
         e.ecx |= 1 << 27; // OSXSAVE: CR4.OSXSAVE is always set.
     }
@@ -242,10 +234,21 @@ fn add_xsave_features(e: &mut kvm_cpuid_entry2) {
 }
 
 fn add_native_features(e: &mut kvm_cpuid_entry2) {
-    for &(leaf, reg, bits) in NATIVE_ONLY {
+    add_native_bits(e, NATIVE_ONLY, |_, bits| bits);
+}
+
+/// ORs into `e` the bits of `table` (leaf, register as in [`HIDE`], bits)
+/// that the CPU itself reports, after `keep` narrows them per leaf.
+fn add_native_bits(
+    e: &mut kvm_cpuid_entry2,
+    table: &[(u32, u8, u32)],
+    keep: impl Fn(u32, u32) -> u32,
+) {
+    for &(leaf, reg, bits) in table {
         if e.function != leaf || (leaf == 7 && e.index != 0) {
             continue;
         }
+        let bits = keep(leaf, bits);
         let n = std::arch::x86_64::__cpuid_count(leaf, 0);
         match reg {
             1 => e.ebx |= n.ebx & bits,

@@ -410,8 +410,7 @@ impl Vcpu {
         let sr = self.fd.sync_regs();
         // In the shim, or at the SYSCALL trampoline (the #PF that enters
         // the shim may not be queued yet): leave it to the vector.
-        let rxen_va = crate::layout::l4_slot_va(256)..crate::layout::l4_slot_va(272);
-        if sr.sregs.cs.dpl != 3 || rxen_va.contains(&sr.regs.rip) {
+        if sr.sregs.cs.dpl != 3 || crate::mmu::RXEN_VA.contains(&sr.regs.rip) {
             return false;
         }
         // An exception KVM has queued (e.g. the #PF of a SYSCALL that just
@@ -579,7 +578,7 @@ impl Vcpu {
         let sp = self.kernel_sp & !15;
         // The shim writes the bounce frame below `sp` at CPL0: never let it
         // point into rxen's own slots (256..=271) or wrap.
-        let hv_slots = crate::layout::l4_slot_va(256)..crate::layout::l4_slot_va(272) + 64;
+        let hv_slots = crate::mmu::RXEN_VA.start..crate::mmu::RXEN_VA.end + 64;
         let mut fast = 0;
         if self.syscall_callback != 0
             && self.syscall_masks_events
