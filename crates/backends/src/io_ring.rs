@@ -99,6 +99,39 @@ impl<P: SharedPage> BackRing<P> {
         Ok(true)
     }
 
+    /// Requests produced and not yet consumed (checked as
+    /// [`BackRing::next_request`] does).
+    pub fn pending_requests(&self) -> Result<u32, RingIndexError> {
+        self.unconsumed()
+    }
+
+    /// Copies the request `ahead` places after the next one into `entry`
+    /// without consuming it. Only meaningful for `ahead` below
+    /// [`BackRing::pending_requests`]; beyond, it reads a stale slot.
+    pub fn peek_request(&self, ahead: u32, entry: &mut [u8]) {
+        let idx = self.req_cons.wrapping_add(ahead);
+        let off = ring_entry_offset(idx, self.size, self.entry_size);
+        let n = entry.len().min(self.entry_size);
+        self.page.read_bytes(off, &mut entry[..n]);
+    }
+
+    /// Consumes `n` requests read with [`BackRing::peek_request`]; the
+    /// caller checked that `n` are pending.
+    pub fn consume(&mut self, n: u32) {
+        self.req_cons = self.req_cons.wrapping_add(n);
+    }
+
+    /// Asks the frontend to notify us once its request producer passes
+    /// the one it has now (a backend waiting for buffers: the receive
+    /// ring of `feature-rx-notify`). Returns the requests pending after
+    /// the request is visible, so none that came meanwhile is missed.
+    pub fn request_notify(&mut self) -> Result<u32, RingIndexError> {
+        let prod = self.page.load_u32(REQ_PROD);
+        self.page.store_u32(REQ_EVENT, prod.wrapping_add(1));
+        fence(Ordering::SeqCst);
+        self.unconsumed()
+    }
+
     /// Writes a response into the next response slot (not yet published).
     pub fn push_response(&mut self, rsp: &[u8]) {
         let off = ring_entry_offset(self.rsp_prod_pvt, self.size, self.entry_size);

@@ -15,6 +15,10 @@ pub mod blkback;
 pub mod console;
 /// The backend side of `io/ring.h` request/response rings.
 pub mod io_ring;
+/// `virtio_net_hdr` and the header parsing behind checksum offload.
+pub mod net_packet;
+/// The network backend's ring engine (`io/netif.h`).
+pub mod netback;
 /// Virtual block devices on xenbus: nodes and handshake.
 pub mod vbd;
 
