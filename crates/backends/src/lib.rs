@@ -21,6 +21,8 @@ pub mod net_packet;
 pub mod netback;
 /// Virtual block devices on xenbus: nodes and handshake.
 pub mod vbd;
+/// Virtual network interfaces on xenbus: nodes and handshake.
+pub mod vif;
 
 pub use console::{ConsoleBackend, ConsoleError};
 pub use xenstore::ring::{OwnedPage, RawPage, SharedPage};
