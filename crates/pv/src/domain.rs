@@ -1,5 +1,5 @@
-//! State of one PV domain shared between its vCPU thread, its timer thread
-//! and its device backends.
+//! State of one PV domain shared between its vCPU thread and its device
+//! backends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -69,9 +69,6 @@ pub struct DomainShared {
     pub hub: Box<dyn DeviceHub>,
     shutdown: Mutex<Option<ShutdownReason>>,
     pub stopping: AtomicBool,
-    /// Single-shot timer deadline in system-time ns (0 = none).
-    pub timer_deadline: Mutex<u64>,
-    pub timer_cv: Condvar,
     /// vcpu_info location of vCPU 0 (moves with VCPUOP_register_vcpu_info).
     pub vcpu_info_gpa: AtomicU64,
     /// pthread id of the vCPU thread, for kicks.
@@ -96,8 +93,6 @@ impl DomainShared {
             hub,
             shutdown: Mutex::new(None),
             stopping: AtomicBool::new(false),
-            timer_deadline: Mutex::new(0),
-            timer_cv: Condvar::new(),
             vcpu_info_gpa: AtomicU64::new(vi),
             vcpu_thread: AtomicU64::new(0),
             paused: AtomicBool::new(false),
@@ -117,7 +112,7 @@ impl DomainShared {
         self.vcpu_info_gpa.load(Ordering::SeqCst)
     }
 
-    /// Raise `port` in the guest (from a backend or a timer) and kick the vCPU.
+    /// Raise `port` in the guest (from a backend) and kick the vCPU.
     pub fn raise(&self, port: u32) {
         if self.bits().set_pending(port, self.vcpu_info()) {
             self.kick();
@@ -148,7 +143,6 @@ impl DomainShared {
         }
         self.stopping.store(true, Ordering::SeqCst);
         drop(s);
-        self.timer_cv.notify_all();
         // A paused vCPU must wake up to stop.
         drop(self.pause_lock.lock().unwrap());
         self.pause_cv.notify_all();
@@ -186,30 +180,5 @@ impl DomainShared {
 
     pub fn port_is_backend(&self, port: u32) -> bool {
         self.events.lock().unwrap().get(port) == Some(Port::Backend)
-    }
-
-    /// The timer thread: fires VIRQ_TIMER when the single-shot deadline passes.
-    pub fn run_timer(self: &Arc<Self>) {
-        let mut dl = self.timer_deadline.lock().unwrap();
-        while !self.stopping.load(Ordering::SeqCst) {
-            if *dl == 0 {
-                dl = self.timer_cv.wait(dl).unwrap();
-                continue;
-            }
-            let wait = self.clock.until(*dl);
-            if wait.is_zero() {
-                *dl = 0;
-                drop(dl);
-                self.raise_virq(xen_abi::VIRQ_TIMER);
-                dl = self.timer_deadline.lock().unwrap();
-                continue;
-            }
-            dl = self.timer_cv.wait_timeout(dl, wait).unwrap().0;
-        }
-    }
-
-    pub fn set_timer(&self, deadline_ns: u64) {
-        *self.timer_deadline.lock().unwrap() = deadline_ns;
-        self.timer_cv.notify_all();
     }
 }

@@ -86,7 +86,7 @@ impl Vcpu {
             HYPERVISOR_MULTICALL => return self.multicall(a[0], a[1], g).map(Outcome::Ret),
             HYPERVISOR_VCPU_OP => self.vcpu_op(a[0] as u32, a[1] as u32, a[2]),
             HYPERVISOR_SET_TIMER_OP => {
-                self.dom.set_timer(a[0]);
+                self.set_timer(a[0]);
                 Ok(0)
             }
             HYPERVISOR_SCHED_OP => return self.sched_op(a[0] as u32, a[1]).map(Outcome::Ret),
@@ -411,11 +411,11 @@ impl Vcpu {
                 if flags & VCPU_SSHOTTMR_FUTURE != 0 && t < self.dom.clock.now_ns() {
                     return Err(-XEN_ETIME);
                 }
-                self.dom.set_timer(t.max(1));
+                self.set_timer(t.max(1));
                 Ok(0)
             }
             VCPUOP_STOP_SINGLESHOT_TIMER => {
-                self.dom.set_timer(0);
+                self.set_timer(0);
                 Ok(0)
             }
             VCPUOP_STOP_PERIODIC_TIMER => Ok(0),
@@ -463,16 +463,18 @@ impl Vcpu {
         match cmd {
             SCHEDOP_YIELD => Ok(0),
             SCHEDOP_BLOCK => {
-                let bits = self.dom.bits();
                 let vi = self.dom.vcpu_info();
-                bits.set_upcall_mask(vi, 0);
-                while !bits.upcall_pending(vi) {
-                    if self.dom.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                self.dom.bits().set_upcall_mask(vi, 0);
+                loop {
+                    self.poll_timer();
+                    if self.dom.bits().upcall_pending(vi)
+                        || self.dom.stopping.load(std::sync::atomic::Ordering::SeqCst)
+                    {
                         break;
                     }
-                    self.dom
-                        .wakeup
-                        .wait(Some(std::time::Duration::from_millis(500)));
+                    let limit = std::time::Duration::from_millis(500);
+                    let wait = self.timer_due_in().map_or(limit, |d| d.min(limit));
+                    self.dom.wakeup.wait(Some(wait));
                 }
                 self.update_time();
                 Ok(0)

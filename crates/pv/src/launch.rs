@@ -75,16 +75,10 @@ pub fn prepare(spec: &BootSpec, hub: Box<dyn DeviceHub>) -> Result<Prepared, Lau
 }
 
 impl Prepared {
-    /// Run the domain to its end on this thread (plus a timer thread).
+    /// Run the domain to its end on this thread.
     pub fn run(mut self) -> (ShutdownReason, crate::vcpu::Stats) {
-        let d = self.dom.clone();
-        let timer = std::thread::Builder::new()
-            .name("rxen-timer".into())
-            .spawn(move || d.run_timer())
-            .expect("spawn timer thread");
         let reason = self.vcpu.run();
         self.dom.request_shutdown(reason.clone());
-        let _ = timer.join();
         (reason, self.vcpu.stats)
     }
 }

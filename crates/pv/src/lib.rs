@@ -43,3 +43,5 @@ pub mod time;
 pub mod traps;
 /// The vCPU loop and resume paths.
 pub mod vcpu;
+/// The single-shot timer, signalling the vCPU thread itself.
+pub mod vcpu_timer;

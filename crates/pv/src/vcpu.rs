@@ -95,6 +95,10 @@ pub struct Vcpu {
     pub vector_counts: [u64; 256],
     /// KVM_RUN durations in µs (last bucket: 2 ms or more).
     pub run_us_histogram: Vec<u64>,
+    /// Single-shot timer deadline in system-time ns (0 = none).
+    timer_deadline: u64,
+    /// Armed at `timer_deadline`; created by [`Vcpu::run`] on the vCPU thread.
+    timer: Option<crate::vcpu_timer::VcpuTimer>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -196,6 +200,8 @@ impl Vcpu {
             vector_counts: [0; 256],
             mmu_request_page: 0,
             run_us_histogram: vec![0; 2001],
+            timer_deadline: 0,
+            timer: None,
         }
     }
 
@@ -252,6 +258,10 @@ impl Vcpu {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
         self.dom.vcpu_thread.store(me as u64, Ordering::SeqCst);
+        match crate::vcpu_timer::VcpuTimer::for_this_thread() {
+            Ok(t) => self.timer = Some(t),
+            Err(e) => return ShutdownReason::Crash(format!("cannot create the vCPU timer: {e}")),
+        }
         let reason = loop {
             if let Some(r) = self.dom.shutdown_reason() {
                 break r;
@@ -269,6 +279,7 @@ impl Vcpu {
             }
         };
         self.dom.vcpu_thread.store(0, Ordering::SeqCst);
+        self.timer = None;
         KVM_RUN.with(|r| r.set(std::ptr::null_mut()));
         match crate::kvm_stats::read_vcpu(&self.fd) {
             Ok(s) => tracing::info!("KVM's counters: {}", crate::kvm_stats::summary(&s)),
@@ -371,8 +382,40 @@ impl Vcpu {
         }
     }
 
+    /// Xen's single-shot timer: VIRQ_TIMER at system time `deadline_ns`
+    /// (0 stops it).
+    pub fn set_timer(&mut self, deadline_ns: u64) {
+        self.timer_deadline = deadline_ns;
+        if let Some(t) = &self.timer {
+            t.arm((deadline_ns != 0).then(|| self.dom.clock.until(deadline_ns)));
+        }
+    }
+
+    /// How long until the single-shot timer expires (`None`: not set).
+    pub fn timer_due_in(&self) -> Option<std::time::Duration> {
+        (self.timer_deadline != 0).then(|| self.dom.clock.until(self.timer_deadline))
+    }
+
+    /// Marks VIRQ_TIMER pending if the deadline has passed. Runs on the vCPU
+    /// thread, so it raises the port without kicking itself.
+    pub fn poll_timer(&mut self) {
+        if self.timer_due_in().is_some_and(|d| d.is_zero()) {
+            self.timer_deadline = 0;
+            let port = self
+                .dom
+                .events
+                .lock()
+                .unwrap()
+                .virq_port(xen_abi::VIRQ_TIMER);
+            if let Some(p) = port {
+                self.dom.bits().set_pending(p, self.dom.vcpu_info());
+            }
+        }
+    }
+
     /// The vCPU was kicked: if an event is deliverable, get into the shim.
     fn on_kicked(&mut self) {
+        self.poll_timer();
         if tracing::enabled!(tracing::Level::TRACE) {
             if let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) {
                 let mut st = [0u64; 12];
