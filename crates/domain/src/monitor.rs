@@ -246,6 +246,9 @@ impl Shared {
                 let (_, h) = self.running()?;
                 Ok(serde_json::to_value(h.block_list()).expect("block list serializes"))
             }
+            Request::NetworkAttach { .. }
+            | Request::NetworkDetach { .. }
+            | Request::NetworkList => Err("this monitor has no network backend yet".into()),
         }
     }
 }

@@ -7,6 +7,7 @@ mod commands;
 mod console;
 mod detached;
 mod image;
+mod network;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -173,6 +174,30 @@ enum Command {
     BlockList {
         #[arg(value_name = "DOM")]
         dom: String,
+    },
+    /// Hot-plug a network interface into a running domain (xl's VIFSPEC).
+    #[command(name = "network-attach", after_help = network::ATTACH_HELP)]
+    NetworkAttach {
+        #[arg(value_name = "DOM")]
+        dom: String,
+        /// key=value settings of the vif (none: every default).
+        #[arg(value_name = "VIFSPEC")]
+        spec: Vec<String>,
+    },
+    /// Unplug a network interface from a running domain.
+    #[command(name = "network-detach", after_help = network::DETACH_HELP)]
+    NetworkDetach {
+        #[arg(value_name = "DOM")]
+        dom: String,
+        /// The vif's device id or MAC.
+        #[arg(value_name = "DEVID|MAC")]
+        dev: String,
+    },
+    /// List the network interfaces of running domains.
+    #[command(name = "network-list", after_help = network::LIST_HELP)]
+    NetworkList {
+        #[arg(value_name = "DOM", required = true)]
+        doms: Vec<String>,
     },
     /// Internal: the monitor process of one detached domain.
     #[command(hide = true)]
@@ -419,6 +444,9 @@ fn manage(cmd: Command) -> Result<()> {
         Command::BlockAttach { dom, spec } => block::attach(&reg, &dom, &spec),
         Command::BlockDetach { dom, vdev } => block::detach(&reg, &dom, &vdev),
         Command::BlockList { dom } => block::list(&reg, &dom),
+        Command::NetworkAttach { dom, spec } => network::attach(&reg, &dom, &spec),
+        Command::NetworkDetach { dom, dev } => network::detach(&reg, &dom, &dev),
+        Command::NetworkList { doms } => network::list(&reg, &doms),
         Command::Domid { name } => commands::domid(&reg, &name),
         Command::Domname { id } => commands::domname(&reg, &id),
         Command::Uptime { doms } => commands::uptime(&reg, &doms),
