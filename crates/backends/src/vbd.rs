@@ -12,8 +12,9 @@
 //! 4. Frontend `Closing`/`Closed`: we disconnect and follow it; a frontend
 //!    back at `Initialising` (module reload, kexec) gets InitWait again.
 //!
-//! The frontend's state arrives through a xenstore watch on a dom0
-//! connection of our own. Everything the frontend writes is untrusted: a
+//! The frontend's state arrives through a xenstore watch (token
+//! `vbd-<domid>-<devid>`) on the caller's dom0 connection ([`StoreOps`]: the
+//! host's shared store, or an in-process one in tests). Everything the frontend writes is untrusted: a
 //! missing or bad node gets a message in the backend's `error` node and the
 //! device stays disconnected.
 
@@ -21,8 +22,7 @@ use disk::Disk;
 use xen_abi::io::xenbus::XenbusState;
 use xen_abi::GrantRef;
 use xenstore::ring::SharedPage;
-use xenstore::wire::MsgType;
-use xenstore::{ConnId, DomId, Message, Perm, Perms, Xenstore, XsResult, DOM0};
+use xenstore::{DomId, Perm, Perms, StoreOps, XsResult, DOM0};
 
 use crate::blkback::{Blkback, GrantedPages, MAX_INDIRECT_SEGMENTS};
 
@@ -76,7 +76,8 @@ pub struct Vbd<P> {
     backend: String,
     frontend: String,
     state: XenbusState,
-    watch: ConnId,
+    /// Token of our watch on the frontend's `state`.
+    token: String,
     disk: Option<Box<dyn Disk>>,
     conn: Option<Connection<P>>,
     broken: bool,
@@ -91,7 +92,7 @@ pub struct Vbd<P> {
 impl<P: SharedPage> Vbd<P> {
     /// Writes the device's nodes into the store and starts watching the
     /// frontend. The disk stays open (and locked) as long as the vbd lives.
-    pub fn create(xs: &mut Xenstore, cfg: VbdConfig, disk: Box<dyn Disk>) -> XsResult<Vbd<P>> {
+    pub fn create(xs: &mut dyn StoreOps, cfg: VbdConfig, disk: Box<dyn Disk>) -> XsResult<Vbd<P>> {
         let (dom, dev) = (cfg.domid, cfg.devid);
         let backend = format!("/local/domain/0/backend/vbd/{dom}/{dev}");
         let frontend = format!("/local/domain/{dom}/device/vbd/{dev}");
@@ -100,17 +101,16 @@ impl<P: SharedPage> Vbd<P> {
         // readable by dom0 (as libxl sets them).
         let be_perms = || Perms::new(DOM0, Perm::None).with(dom, Perm::Read);
         let fe_perms = || Perms::new(dom, Perm::None).with(DOM0, Perm::Read);
-        let put = |xs: &mut Xenstore, path: String, v: &str, perms: Perms| -> XsResult<()> {
-            xs.write(DOM0, &path, v.as_bytes())?;
-            xs.set_perms(DOM0, &path, perms)
+        let put = |xs: &mut dyn StoreOps, path: String, v: &str, perms: Perms| -> XsResult<()> {
+            xs.write_with_perms(&path, v.as_bytes(), &perms)
         };
         let device_vbd = format!("/local/domain/{dom}/device/vbd");
-        if xs.read(DOM0, &device_vbd).is_err() {
-            xs.mkdir(DOM0, &device_vbd)?;
-            xs.set_perms(DOM0, &device_vbd, be_perms())?;
+        if xs.read(&device_vbd).is_err() {
+            xs.mkdir(&device_vbd)?;
+            xs.set_perms(&device_vbd, &be_perms())?;
         }
-        xs.mkdir(DOM0, &frontend)?;
-        xs.set_perms(DOM0, &frontend, fe_perms())?;
+        xs.mkdir(&frontend)?;
+        xs.set_perms(&frontend, &fe_perms())?;
         let device_type = if cfg.cdrom { "cdrom" } else { "disk" };
         let fe = |k: &str| format!("{frontend}/{k}");
         put(xs, fe("backend"), &backend, fe_perms())?;
@@ -124,8 +124,8 @@ impl<P: SharedPage> Vbd<P> {
             fe_perms(),
         )?;
 
-        xs.mkdir(DOM0, &backend)?;
-        xs.set_perms(DOM0, &backend, be_perms())?;
+        xs.mkdir(&backend)?;
+        xs.set_perms(&backend, &be_perms())?;
         let be = |k: &str| format!("{backend}/{k}");
         let mode = if read_only { "r" } else { "w" };
         let nodes: Vec<(&str, String)> = vec![
@@ -168,24 +168,14 @@ impl<P: SharedPage> Vbd<P> {
             be_perms(),
         )?;
 
-        let watch = xs.connect(DOM0);
         let token = format!("vbd-{dom}-{dev}");
-        let msg = Message::request(
-            MsgType::Watch,
-            0,
-            0,
-            &[fe("state").as_bytes(), token.as_bytes()],
-        );
-        let reply = xs.handle(watch, &msg);
-        if let Some(e) = reply.first().and_then(Message::error) {
-            return Err(e);
-        }
+        xs.watch(&fe("state"), &token)?;
         Ok(Vbd {
             cfg,
             backend,
             frontend,
             state: XenbusState::InitWait,
-            watch,
+            token,
             disk: Some(disk),
             conn: None,
             broken: false,
@@ -223,14 +213,18 @@ impl<P: SharedPage> Vbd<P> {
     /// Handles the frontend's state changes reported by our watch. Returns
     /// whether anything happened (the caller then flushes xenstore output
     /// to the guest).
-    pub fn poll_store(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) -> bool {
+    pub fn poll_store(
+        &mut self,
+        xs: &mut dyn StoreOps,
+        link: &impl FrontendLink<Page = P>,
+    ) -> bool {
         if let Some(why) = self.failed.take() {
             // The frontend learns that the device is gone, and why.
-            let _ = xs.write(DOM0, &format!("{}/error", self.backend), why.as_bytes());
+            let _ = xs.write(&format!("{}/error", self.backend), why.as_bytes());
             self.switch(xs, XenbusState::Closing);
             return true;
         }
-        if xs.take_events(self.watch).is_empty() {
+        if xs.take_watch_events(&self.token).is_empty() {
             return false;
         }
         let fe_state = self.frontend_state(xs);
@@ -260,8 +254,7 @@ impl<P: SharedPage> Vbd<P> {
                         Ok(()) => self.switch(xs, XenbusState::Connected),
                         Err(e) => {
                             tracing::warn!("{}: cannot connect: {e}", self.backend);
-                            let _ =
-                                xs.write(DOM0, &format!("{}/error", self.backend), e.as_bytes());
+                            let _ = xs.write(&format!("{}/error", self.backend), e.as_bytes());
                             self.broken = true;
                             self.switch(xs, XenbusState::Closing);
                         }
@@ -286,12 +279,12 @@ impl<P: SharedPage> Vbd<P> {
     /// Starts a hot-unplug (`xl block-detach`): the backend goes offline
     /// and to Closing; once the frontend has closed (or if it never
     /// connected), [`Vbd::removed`] turns true.
-    pub fn request_remove(&mut self, xs: &mut Xenstore) {
+    pub fn request_remove(&mut self, xs: &mut dyn StoreOps) {
         if self.removing {
             return;
         }
         self.removing = true;
-        let _ = xs.write(DOM0, &format!("{}/online", self.backend), b"0");
+        let _ = xs.write(&format!("{}/online", self.backend), b"0");
         let fe_state = self.frontend_state(xs);
         if self.conn.is_none()
             && matches!(
@@ -322,14 +315,16 @@ impl<P: SharedPage> Vbd<P> {
 
     /// Ends the device: removes both directories from the store, stops
     /// watching, and flushes and closes the image (releasing its lock).
-    pub fn remove(mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
+    pub fn remove(mut self, xs: &mut dyn StoreOps, link: &impl FrontendLink<Page = P>) {
         self.disconnect(link);
         for p in [&self.frontend, &self.backend] {
-            if let Err(e) = xs.rm(DOM0, p) {
+            if let Err(e) = xs.rm(p) {
                 tracing::warn!("{p}: cannot remove: {e}");
             }
         }
-        xs.disconnect(self.watch);
+        if let Err(e) = xs.unwatch(&format!("{}/state", self.frontend), &self.token) {
+            tracing::warn!("{}: cannot unwatch: {e}", self.backend);
+        }
         if let Some(mut d) = self.disk.take() {
             if let Err(e) = d.flush() {
                 tracing::warn!("{}: flush on removal failed: {e}", self.backend);
@@ -343,30 +338,26 @@ impl<P: SharedPage> Vbd<P> {
         &self.cfg
     }
 
-    fn frontend_state(&self, xs: &mut Xenstore) -> XenbusState {
-        xs.read(DOM0, &format!("{}/state", self.frontend))
+    fn frontend_state(&self, xs: &mut dyn StoreOps) -> XenbusState {
+        xs.read(&format!("{}/state", self.frontend))
             .ok()
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|s| s.parse::<XenbusState>().ok())
             .unwrap_or(XenbusState::Unknown)
     }
 
-    fn switch(&mut self, xs: &mut Xenstore, s: XenbusState) {
+    fn switch(&mut self, xs: &mut dyn StoreOps, s: XenbusState) {
         if self.state == s {
             return;
         }
         self.state = s;
-        if let Err(e) = xs.write(
-            DOM0,
-            &format!("{}/state", self.backend),
-            s.to_string().as_bytes(),
-        ) {
+        if let Err(e) = xs.write(&format!("{}/state", self.backend), s.to_string().as_bytes()) {
             tracing::warn!("{}: cannot write state: {e}", self.backend);
         }
     }
 
-    fn read_u32(&self, xs: &mut Xenstore, key: &str) -> Result<Option<u32>, String> {
-        match xs.read(DOM0, &format!("{}/{key}", self.frontend)) {
+    fn read_u32(&self, xs: &mut dyn StoreOps, key: &str) -> Result<Option<u32>, String> {
+        match xs.read(&format!("{}/{key}", self.frontend)) {
             Err(_) => Ok(None),
             Ok(v) => {
                 let s = String::from_utf8_lossy(&v);
@@ -380,7 +371,7 @@ impl<P: SharedPage> Vbd<P> {
 
     fn connect(
         &mut self,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         link: &impl FrontendLink<Page = P>,
     ) -> Result<(), String> {
         // One ring page, one queue: we offer neither max-ring-page-order nor
@@ -397,7 +388,7 @@ impl<P: SharedPage> Vbd<P> {
         let port = self
             .read_u32(xs, "event-channel")?
             .ok_or("frontend wrote no event-channel")?;
-        if let Ok(p) = xs.read(DOM0, &format!("{}/protocol", self.frontend)) {
+        if let Ok(p) = xs.read(&format!("{}/protocol", self.frontend)) {
             let p = String::from_utf8_lossy(&p);
             let p = p.trim_end_matches('\0');
             if p != PROTOCOL_NATIVE {
@@ -433,7 +424,7 @@ impl<P: SharedPage> Vbd<P> {
             ("sector-size", "512".to_string()),
             ("physical-sector-size", "512".to_string()),
         ] {
-            xs.write(DOM0, &be(k), v.as_bytes())
+            xs.write(&be(k), v.as_bytes())
                 .map_err(|e| format!("writing {k}: {e}"))?;
         }
         let name = format!(

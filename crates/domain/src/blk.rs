@@ -19,7 +19,7 @@ use pv::domain::DomainShared;
 use pv::events::Port;
 use pv::grant::Access;
 use xen_abi::GrantRef;
-use xenstore::{DomId, Xenstore, XsError, DOM0};
+use xenstore::{DomId, StoreOps, XsError, DOM0};
 
 /// One disk to give the guest (the toolstack's `disk=` entry, validated).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,11 @@ pub struct BlockDevices {
 
 impl BlockDevices {
     /// Writes each disk's backend and frontend nodes for domain `domid`.
-    pub fn create(xs: &mut Xenstore, domid: DomId, disks: OpenDisks) -> Result<Self, BlockError> {
+    pub fn create(
+        xs: &mut dyn StoreOps,
+        domid: DomId,
+        disks: OpenDisks,
+    ) -> Result<Self, BlockError> {
         let mut vbds = Vec::new();
         for (d, disk) in disks.0 {
             let cfg = VbdConfig {
@@ -132,7 +136,7 @@ impl BlockDevices {
     /// device's nodes; the guest's xenbus sees them through its watch.
     pub fn attach(
         &mut self,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         domid: DomId,
         d: &DiskAttach,
     ) -> Result<(), BlockError> {
@@ -153,7 +157,7 @@ impl BlockDevices {
     pub fn detach(
         &mut self,
         dom: &DomainShared,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         vdev: &str,
     ) -> Result<(), BlockError> {
         let v = self
@@ -191,7 +195,7 @@ impl BlockDevices {
     }
 
     /// Removes the devices whose unplug has completed.
-    fn reap(&mut self, dom: &DomainShared, xs: &mut Xenstore) -> bool {
+    fn reap(&mut self, dom: &DomainShared, xs: &mut dyn StoreOps) -> bool {
         let link = Link { dom };
         let mut reaped = false;
         let mut i = 0;
@@ -209,7 +213,7 @@ impl BlockDevices {
     /// Reacts to frontend state changes (after the guest used xenstore).
     /// Returns whether the store changed, so the guest's xenstore
     /// connection should be polled again to deliver the watch events.
-    pub fn poll_store(&mut self, dom: &DomainShared, xs: &mut Xenstore) -> bool {
+    pub fn poll_store(&mut self, dom: &DomainShared, xs: &mut dyn StoreOps) -> bool {
         let link = Link { dom };
         let mut changed = false;
         for v in &mut self.vbds {

@@ -264,6 +264,7 @@ pub fn build(
         },
     )
     .map_err(MonitorError::Xenstore)?;
+    xs.introduce_domain(domid).map_err(MonitorError::Xenstore)?;
     prepared.dom.grants.set_own_domid(domid);
     hub.attach_block(blk::BlockDevices::create(&mut xs, domid, disks)?);
     hub.attach(&prepared.dom, boot, xs, domid)?;

@@ -4,7 +4,7 @@
 //! empty `device/` directory (no frontends to probe) and the `control/`
 //! nodes its shutdown and sysrq watches use.
 
-use xenstore::{DomId, Perm, Perms, Xenstore, XsResult, DOM0};
+use xenstore::{DomId, Perm, Perms, StoreOps, XsResult, DOM0};
 
 /// What the tree says about the domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,24 +55,24 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
     )
 }
 
-/// Writes dom0's own entry and the domain's tree as dom0.
-pub fn write_domain(xs: &mut Xenstore, d: &DomainEntry) -> XsResult<()> {
+/// Writes dom0's own entry and the domain's tree; `xs` acts as dom0.
+pub fn write_domain(xs: &mut dyn StoreOps, d: &DomainEntry) -> XsResult<()> {
     let id = d.domid;
     let dom = format!("/local/domain/{id}");
     let vm = format!("/vm/{}", d.uuid);
     // Read-only for the guest (owned by dom0), and read-write (owned by it).
     let ro = || Perms::new(DOM0, Perm::None).with(id, Perm::Read);
     let rw = || Perms::new(id, Perm::None);
-    let node = |xs: &mut Xenstore, path: &str, value: Option<&str>, perms: Perms| {
+    let node = |xs: &mut dyn StoreOps, path: &str, value: Option<&str>, perms: Perms| {
         match value {
-            Some(v) => xs.write(DOM0, path, v.as_bytes())?,
-            None => xs.mkdir(DOM0, path)?,
+            Some(v) => xs.write(path, v.as_bytes())?,
+            None => xs.mkdir(path)?,
         }
-        xs.set_perms(DOM0, path, perms)
+        xs.set_perms(path, &perms)
     };
 
-    xs.write(DOM0, "/local/domain/0/name", b"Domain-0")?;
-    xs.write(DOM0, "/local/domain/0/domid", b"0")?;
+    xs.write("/local/domain/0/name", b"Domain-0")?;
+    xs.write("/local/domain/0/domid", b"0")?;
 
     node(xs, &vm, None, ro())?;
     node(xs, &format!("{vm}/uuid"), Some(&d.uuid), ro())?;
@@ -164,13 +164,13 @@ pub fn write_domain(xs: &mut Xenstore, d: &DomainEntry) -> XsResult<()> {
         &format!("{dom}/store/port"),
         Some(&d.xenstore_evtchn.to_string()),
         ro(),
-    )?;
-    xs.introduce_domain(id)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xenstore::Xenstore;
 
     fn entry() -> DomainEntry {
         DomainEntry {
@@ -207,7 +207,6 @@ mod tests {
         let vm = read(&mut xs, 1, "vm").unwrap();
         assert_eq!(read(&mut xs, 1, &format!("{vm}/uuid")).unwrap(), e.uuid);
         assert!(xs.directory(1, "device").unwrap().is_empty());
-        assert!(xs.is_introduced(1));
     }
 
     #[test]

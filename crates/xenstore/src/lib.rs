@@ -7,10 +7,16 @@
 //!
 //! Code map, from the bottom up:
 
+/// [`XsClient`]: a synchronous client of a xenstored socket.
+pub mod client;
 /// Per-connection state.
 pub mod conn;
 /// Errors, named as on the wire (`ENOENT`, `EACCES`, ...).
 pub mod error;
+/// [`StoreOps`] on an in-process store.
+pub mod local;
+/// [`StoreOps`]: a client's access to a store, in-process or over a socket.
+pub mod ops;
 /// Path validation, relative paths, special `@` paths.
 pub mod path;
 /// Node permissions and Xen's access rules.
@@ -30,8 +36,11 @@ pub mod watch;
 /// Header, message types, payload rules, a streaming decoder.
 pub mod wire;
 
+pub use client::XsClient;
 pub use conn::ConnId;
 pub use error::{XsError, XsResult};
+pub use local::Local;
+pub use ops::{FiredWatch, StoreOps, NO_TX};
 pub use perms::{Caller, DomId, Perm, Perms, DOM0};
 pub use server::{Introduction, Xenstore};
 pub use store::{Change, Quotas, Store};

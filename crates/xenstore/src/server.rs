@@ -39,6 +39,8 @@ pub struct Xenstore {
     next_conn: u64,
     introduced: BTreeSet<DomId>,
     introductions: Vec<Introduction>,
+    /// The connections used by [`Xenstore::acting_as`], one per domain.
+    own: BTreeMap<DomId, ConnId>,
 }
 
 impl Default for Xenstore {
@@ -56,6 +58,7 @@ impl Xenstore {
             next_conn: 1,
             introduced: BTreeSet::new(),
             introductions: Vec::new(),
+            own: BTreeMap::new(),
         }
     }
 
@@ -124,6 +127,36 @@ impl Xenstore {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.replies.extend(replies);
         }
+    }
+
+    /// The connection kept for in-process access as `domid`.
+    pub(crate) fn own_conn(&mut self, domid: DomId) -> ConnId {
+        if let Some(c) = self.own.get(&domid).filter(|c| self.conns.contains_key(c)) {
+            return *c;
+        }
+        let c = self.connect(domid);
+        self.own.insert(domid, c);
+        c
+    }
+
+    /// Takes the pending events of `conn` whose token is `token`.
+    pub fn take_events_of(&mut self, conn: ConnId, token: &str) -> Vec<crate::ops::FiredWatch> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        c.events.retain(|e| {
+            if e.token == token {
+                taken.push(crate::ops::FiredWatch {
+                    path: e.path.clone(),
+                    token: e.token.clone(),
+                });
+                false
+            } else {
+                true
+            }
+        });
+        taken
     }
 
     /// Pending WATCH_EVENTs of a connection.
