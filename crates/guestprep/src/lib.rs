@@ -244,6 +244,15 @@ pub fn static_binary(name: &str, c_source: &str) -> Result<Vec<u8>, PrepError> {
     cc::static_binary_in(&cache_dir(), name, c_source)
 }
 
+/// The C source of `rxnet`, the network measuring program of the network
+/// tests and benchmark (TCP sink and sender, UDP echo and round trips).
+pub const RXNET_C: &str = include_str!("rxnet.c");
+
+/// `rxnet` built static (see [`RXNET_C`]): for guests and the native baseline.
+pub fn rxnet() -> Result<Vec<u8>, PrepError> {
+    static_binary("rxnet", RXNET_C)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
