@@ -101,6 +101,16 @@ impl Vcpu {
                 regs.rip, regs.rflags, regs.rsp
             )
         });
+        if cs & 3 == 0 && vector == KICK_VECTOR {
+            // rxen's own kick, delivered while the shim ran (KVM may inject
+            // an interrupt queued while the vCPU was in guest code once a
+            // pending exception has taken it into the shim). Undo it: the
+            // stub left every register as the interrupt found it, so the
+            // shim resumes exactly there, and the event goes in once the
+            // vCPU is back in guest code.
+            self.note_kick_in_shim(regs);
+            return Ok(());
+        }
         if cs & 3 == 0 {
             return crash(format!(
                 "exception {vector} inside the shim at {:#x} (error code {:?}, cr2 {:#x})",

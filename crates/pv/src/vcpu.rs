@@ -117,6 +117,8 @@ pub struct Stats {
     pub ptw_rounds: u64,
     /// Event upcalls entered straight from guest code after a kick.
     pub direct_upcalls: u64,
+    /// Kick interrupts that reached the shim and were put off.
+    pub kicks_in_shim: u64,
 }
 
 thread_local! {
@@ -494,9 +496,31 @@ impl Vcpu {
         true
     }
 
+    /// Resumes the shim where a [`KICK_VECTOR`] interrupted it (`at`: the
+    /// registers from its frame) and asks for the interrupt again once the
+    /// vCPU can take it in guest code.
+    pub fn note_kick_in_shim(&mut self, at: kvm_regs) {
+        self.stats.kicks_in_shim += 1;
+        self.fd.sync_regs_mut().regs = at;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        self.fd.get_kvm_run().request_interrupt_window = 1;
+    }
+
+    /// Queues [`KICK_VECTOR`] if KVM can deliver it into guest code now,
+    /// else asks for an exit when it can. Never while the vCPU is in the
+    /// shim or KVM holds an event of its own: KVM would deliver the vector
+    /// after that event, inside the shim.
     fn inject_kick(&mut self) {
+        let sr = self.fd.sync_regs();
+        let in_guest_code = sr.sregs.cs.dpl == 3 && !crate::mmu::RXEN_VA.contains(&sr.regs.rip);
+        let quiet = in_guest_code
+            && matches!(self.fd.get_vcpu_events(), Ok(ev)
+                if ev.exception.injected == 0
+                    && ev.exception.pending == 0
+                    && ev.interrupt.injected == 0
+                    && ev.nmi.injected == 0);
         let run = self.fd.get_kvm_run();
-        if run.ready_for_interrupt_injection != 0 && run.if_flag != 0 {
+        if quiet && run.ready_for_interrupt_injection != 0 && run.if_flag != 0 {
             let irq = kvm_bindings::kvm_interrupt {
                 irq: KICK_VECTOR as u32,
             };
