@@ -341,7 +341,7 @@ impl<P: SharedPage> Vif<P> {
     }
 
     /// Ends the device: removes both directories and stops watching.
-    pub fn remove(mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
+    pub fn remove(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
         self.disconnect(link);
         for p in [&self.frontend, &self.backend] {
             if let Err(e) = xs.rm(DOM0, p) {

@@ -238,9 +238,9 @@ impl BlockDevices {
     }
 }
 
-/// blkback's view of the PV machine.
-struct Link<'a> {
-    dom: &'a DomainShared,
+/// blkback's (and netback's) view of the PV machine.
+pub(crate) struct Link<'a> {
+    pub(crate) dom: &'a DomainShared,
 }
 
 impl GrantedPages for Link<'_> {

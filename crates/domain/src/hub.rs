@@ -95,6 +95,8 @@ pub struct HubState {
     /// Virtual block devices (see `blk.rs`).
     blk: Mutex<crate::blk::BlockDevices>,
     blk_worker: crate::blk::BlockWorker,
+    /// Network interfaces (see `net.rs`); lock order: `xenstore`, then `net`.
+    net: Mutex<crate::net::NetDevices>,
 }
 
 /// Maps guest frame `pfn` of `dom` as a shared page.
@@ -161,6 +163,100 @@ impl HubState {
     /// Hands the domain's vbds to the hub (before [`HubState::attach`]).
     pub fn attach_block(&self, devices: crate::blk::BlockDevices) {
         *self.blk.lock().unwrap() = devices;
+    }
+
+    /// Hands the domain's vifs to the hub (before [`HubState::attach`]).
+    pub fn attach_net(&self, devices: crate::net::NetDevices) {
+        *self.net.lock().unwrap() = devices;
+    }
+
+    /// Starts the vifs' workers (and those of vifs attached later).
+    pub fn start_net(
+        self: &Arc<Self>,
+        dom: &Arc<DomainShared>,
+    ) -> Result<(), crate::net::NetError> {
+        let news: crate::net::StoreNews = {
+            let (hub, dom) = (Arc::downgrade(self), Arc::downgrade(dom));
+            Arc::new(move || {
+                if let (Some(h), Some(d)) = (hub.upgrade(), dom.upgrade()) {
+                    h.with_net(&d, |n, xs| n.poll_store(&d, xs));
+                }
+            })
+        };
+        self.net.lock().unwrap().start(dom.clone(), news)
+    }
+
+    /// Stops the vifs' workers (the domain stopped); the TAPs stay until
+    /// the hub goes.
+    pub fn stop_net(&self) {
+        let vifs = {
+            let mut n = self.net.lock().unwrap();
+            n.stopping();
+            n.all()
+        };
+        for v in &vifs {
+            crate::net::stop_worker(v);
+        }
+        self.bury_net();
+    }
+
+    fn net_owner(&self, port: u32) -> Option<Arc<crate::net::VifDevice>> {
+        self.net.lock().unwrap().owner(port)
+    }
+
+    /// Joins and unplugs the vifs whose hot-unplug completed.
+    fn bury_net(&self) {
+        let dead = self.net.lock().unwrap().take_dead();
+        for v in dead {
+            crate::net::bury(v);
+        }
+    }
+
+    /// Runs `f` on the store and the vifs, delivers what it changed to the
+    /// guest, then unplugs vifs that went.
+    fn with_net<R>(
+        &self,
+        dom: &DomainShared,
+        f: impl FnOnce(&mut crate::net::NetDevices, &mut Xenstore) -> R,
+    ) -> Option<R> {
+        let r = {
+            let mut slot = self.xenstore.lock().unwrap();
+            let s = slot.as_mut()?;
+            let r = f(&mut self.net.lock().unwrap(), &mut s.xs);
+            if !s.broken && matches!(s.conn.poll(&mut s.xs), Ok(true)) {
+                dom.raise(s.port);
+            }
+            r
+        };
+        self.bury_net();
+        Some(r)
+    }
+
+    /// Hot-plugs a network interface (`network-attach`).
+    pub fn network_attach(
+        &self,
+        dom: &DomainShared,
+        domid: DomId,
+        nic: &crate::net::NicAttach,
+    ) -> Result<(), crate::net::NetError> {
+        self.with_net(dom, |n, xs| n.attach(xs, domid, nic))
+            .unwrap_or(Err(crate::net::NetError::NoSuchNic(nic.devid.to_string())))
+    }
+
+    /// Starts a hot-unplug (`network-detach`) of the interface with that
+    /// devid or MAC; it goes once the guest has let go.
+    pub fn network_detach(
+        &self,
+        dom: &DomainShared,
+        which: &str,
+    ) -> Result<(), crate::net::NetError> {
+        self.with_net(dom, |n, xs| n.detach(dom, xs, which))
+            .unwrap_or(Err(crate::net::NetError::NoSuchNic(which.to_string())))
+    }
+
+    /// The domain's network interfaces (`network-list`).
+    pub fn network_list(&self) -> Vec<crate::net::NetInfo> {
+        self.net.lock().unwrap().list()
     }
 
     /// Runs `f` on the store and the disks (hot-plug), then delivers what
@@ -327,7 +423,9 @@ impl HubState {
         let polled = s.conn.poll(&mut s.xs).and_then(|moved| {
             // The guest may have moved a frontend along; the backend's
             // answer fires the guest's watches, delivered by polling again.
-            if self.blk.lock().unwrap().poll_store(dom, &mut s.xs) {
+            let blk = self.blk.lock().unwrap().poll_store(dom, &mut s.xs);
+            let net = self.net.lock().unwrap().poll_store(dom, &mut s.xs);
+            if blk || net {
                 Ok(s.conn.poll(&mut s.xs)? || moved)
             } else {
                 Ok(moved)
@@ -377,7 +475,14 @@ impl DeviceHub for Hub {
         let raise = if Some(port) == console {
             self.0.service_console()
         } else if Some(port) == xenstore {
-            self.0.service_xenstore(dom)
+            let r = self.0.service_xenstore(dom);
+            self.0.bury_net();
+            r
+        } else if let Some(vif) = self.0.net_owner(port) {
+            if vif.guest_notified(dom, port) {
+                self.0.with_net(dom, |n, xs| n.poll_store(dom, xs));
+            }
+            None
         } else if self.0.blk_worker.kick(port) {
             None
         } else if let Some((notify, news)) = self.0.serve_block_inline(dom, port) {

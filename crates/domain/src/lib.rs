@@ -21,6 +21,7 @@ pub mod console_server;
 pub mod control;
 pub mod hub;
 pub mod monitor;
+pub mod net;
 pub mod state;
 pub mod store_layout;
 pub mod terminal;
@@ -55,6 +56,8 @@ pub struct DomainSpec {
     pub cmdline: String,
     /// Disks (`disk=[...]`).
     pub disks: Vec<blk::DiskAttach>,
+    /// Network interfaces (`vif=[...]`).
+    pub nics: Vec<net::NicAttach>,
 }
 
 /// How to run in the foreground.
@@ -109,6 +112,8 @@ pub enum MonitorError {
     Attach(#[from] hub::AttachError),
     #[error(transparent)]
     Block(#[from] blk::BlockError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
     #[error("cannot put the terminal in raw mode: {0}")]
     Terminal(std::io::Error),
     #[error("cannot listen on {}: {source}", path.display())]
@@ -179,10 +184,12 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
         cmdline = spec.cmdline,
         "domain starting"
     );
+    hub.start_net(&prepared.dom)?;
     let started = Instant::now();
     let (reason, stats) = prepared.run();
     let elapsed = started.elapsed();
     hub.stop_block();
+    hub.stop_net();
 
     control.stop.store(true, Ordering::SeqCst);
     for t in threads {
@@ -225,8 +232,10 @@ pub fn build(
         })?),
         None => None,
     };
-    // Disk images are opened (and locked) before anything is built.
+    // Disk images are opened (and locked) and TAPs plugged into their
+    // bridges before anything is built.
     let disks = blk::open_disks(&spec.disks)?;
+    let nics = net::plug_nics(domid, &spec.nics)?;
     let hub = HubState::new(output);
     let prepared = pv::launch::prepare(
         &BootSpec {
@@ -267,6 +276,7 @@ pub fn build(
     xs.introduce_domain(domid).map_err(MonitorError::Xenstore)?;
     prepared.dom.grants.set_own_domid(domid);
     hub.attach_block(blk::BlockDevices::create(&mut xs, domid, disks)?);
+    hub.attach_net(net::NetDevices::create(&mut xs, domid, nics)?);
     hub.attach(&prepared.dom, boot, xs, domid)?;
 
     Ok((prepared, hub))

@@ -381,6 +381,10 @@ pub fn run_detached(
             Ok(b) => b,
             Err(e) => return Err(fail(&mut ready, MonitorError::Thread(e))),
         };
+        if let Err(e) = hub.start_net(&dom) {
+            dom.request_shutdown(ShutdownReason::Destroyed);
+            return Err(fail(&mut ready, e.into()));
+        }
         let s = shared.clone();
         let vcpu = std::thread::Builder::new()
             .name("rxen-vcpu0".into())
@@ -409,6 +413,7 @@ pub fn run_detached(
             ),
         };
         hub.stop_block();
+        hub.stop_net();
         let _ = blk.join();
         *input.lock().unwrap() = None;
         drop(dom);

@@ -149,7 +149,11 @@ fn action(a: ShutdownAction) -> OnShutdown {
 }
 
 /// What the monitor needs from a config.
-pub fn domain_spec(cfg: &DomainConfig, disks: Vec<domain::blk::DiskAttach>) -> DomainSpec {
+pub fn domain_spec(
+    cfg: &DomainConfig,
+    disks: Vec<domain::blk::DiskAttach>,
+    nics: Vec<domain::net::NicAttach>,
+) -> DomainSpec {
     DomainSpec {
         name: cfg.name.clone(),
         uuid: cfg.uuid.map(|u| u.0),
@@ -160,6 +164,7 @@ pub fn domain_spec(cfg: &DomainConfig, disks: Vec<domain::blk::DiskAttach>) -> D
         ramdisk: cfg.ramdisk.clone(),
         cmdline: cfg.cmdline.clone().unwrap_or_default(),
         disks,
+        nics,
     }
 }
 
@@ -209,8 +214,9 @@ pub fn monitor(state: &Path, id: u16, lock_fd: RawFd, ready_fd: RawFd, paused: b
     );
     let cfg = entry.config.clone();
     let disks = crate::disks_of(&cfg, &format!("domain '{}'", cfg.name))?;
+    let nics = crate::nics_of(&cfg, &format!("domain '{}'", cfg.name))?;
     let spec = MonitorSpec {
-        domain: domain_spec(&cfg, disks),
+        domain: domain_spec(&cfg, disks, nics),
         domid: id,
         actions: Actions {
             on_poweroff: action(cfg.on_poweroff),

@@ -376,25 +376,25 @@ fn create(args: CreateArgs) -> Result<Status> {
             cfg.vcpus
         );
     }
-    if !cfg.vifs.is_empty() {
-        eprintln!(
-            "{}: warning: network interfaces are not supported yet; \
-             the domain boots without them",
-            file.display()
-        );
+    let mut cfg = cfg;
+    // A vif without `mac=` gets a random one in Xen's OUI, kept in the
+    // config so it survives reboots (as xl does).
+    for v in &mut cfg.vifs {
+        v.mac
+            .get_or_insert_with(|| toolstack::config::MacAddr(domain::net::random_mac()));
     }
     let disks = disks_of(&cfg, &file.display().to_string())?;
+    let nics = nics_of(&cfg, &file.display().to_string())?;
     if args.foreground {
         if args.paused {
             bail!("-p (paused) needs a detached domain: drop -F");
         }
         return run(
-            &detached::domain_spec(&cfg, disks),
+            &detached::domain_spec(&cfg, disks, nics),
             args.console,
             args.quiet,
         );
     }
-    let mut cfg = cfg;
     detached::absolutize(&mut cfg)?;
     let reg = registry()?;
     let entry = detached::create(&reg, &cfg, args.paused)?;
@@ -487,6 +487,37 @@ pub(crate) fn disks_of(
     Ok(disks)
 }
 
+/// The network interfaces of `cfg` (`what` names the config in messages).
+pub(crate) fn nics_of(
+    cfg: &toolstack::config::DomainConfig,
+    what: &str,
+) -> Result<Vec<domain::net::NicAttach>> {
+    cfg.vifs
+        .iter()
+        .map(|v| {
+            if let Some(b) = &v.backend {
+                if b != "0" && b != "Domain-0" {
+                    anyhow::bail!(
+                        "{what}: vif {}: backend domain {b:?}: only domain 0 serves network interfaces",
+                        v.devid
+                    );
+                }
+            }
+            Ok(domain::net::NicAttach {
+                devid: v.devid,
+                mac: v.mac.map(|m| m.0).unwrap_or_else(domain::net::random_mac),
+                bridge: v.bridge.clone(),
+                vifname: v.vifname.clone(),
+                mtu: v.mtu,
+                ip: v.ip.clone(),
+                script: v.script.clone(),
+                gatewaydev: v.gatewaydev.clone(),
+                rate: v.rate.map(|r| (r.bytes_per_sec, r.interval_usecs)),
+            })
+        })
+        .collect()
+}
+
 /// What the block backend serves for one `disk=` entry; `None` for an
 /// empty CD-ROM drive. Parts of xl's disk syntax rxen does not do yet are
 /// refused with a reason rather than ignored.
@@ -561,6 +592,7 @@ fn demo(args: DemoArgs) -> Result<Status> {
         ramdisk: Some(initramfs),
         cmdline: "console=hvc0".into(),
         disks: Vec::new(),
+        nics: Vec::new(),
     };
     eprintln!(
         "rxen: booting Linux {} as domain 'demo' (256 MiB, console=hvc0); ^] ends it",
