@@ -9,7 +9,8 @@
 //!   host with wget and uploads 1 MiB with nc, both checked; serves a page
 //!   and 100 MiB of random data with busybox httpd that the host fetches
 //!   (checked against the guest's SHA-256); answers the host's ping.
-//! - Two domUs on one bridge: ping each other and the host.
+//! - Two domUs on one bridge (one with two queues): ping each other and
+//!   the host.
 //!
 //! Needs /dev/kvm and root; without them it fails and says so.
 
@@ -142,12 +143,17 @@ fn scratch(name: &str) -> PathBuf {
 
 /// `/init`: bring eth0 up with `addr`, then `body`.
 fn init_script(addr: &str, body: &str) -> String {
+    init_script_with(addr, "", body)
+}
+
+/// [`init_script`] with module parameters for xen-netfront.
+fn init_script_with(addr: &str, params: &str, body: &str) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sys /sys
 /bin/busybox mount -t devtmpfs dev /dev
-insmod /lib/xen-netfront.ko || echo INSMOD-FAILED
+insmod /lib/xen-netfront.ko {params} || echo INSMOD-FAILED
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
 ip link set lo up
@@ -404,9 +410,13 @@ cat /sys/class/net/eth0/statistics/rx_errors /sys/class/net/eth0/statistics/tx_e
 }
 
 fn http_get(ns: &NetNs, path: &str) -> Vec<u8> {
+    http_get_from(ns, "10.77.0.2", path)
+}
+
+fn http_get_from(ns: &NetNs, addr: &'static str, path: &str) -> Vec<u8> {
     let req = format!("GET {path} HTTP/1.0\r\nHost: guest\r\n\r\n");
     ns.spawn(move || {
-        let mut s = TcpStream::connect(("10.77.0.2", 80)).expect("connect to httpd");
+        let mut s = TcpStream::connect((addr, 80)).expect("connect to httpd");
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         s.write_all(req.as_bytes()).unwrap();
         let mut v = Vec::new();
@@ -441,11 +451,15 @@ fn two_domus_on_one_bridge_ping_each_other_and_the_host() {
     let dir = scratch("two");
     let body = |peer: &str| {
         format!(
-            r#"i=0
+            r#"echo "QUEUES=$(ls /sys/class/net/eth0/queues | tr '\n' ' ')"
+i=0
 until ping -c 1 -W 1 {peer} >/dev/null 2>&1 || [ $i -ge 60 ]; do i=$((i+1)); done
 ping -c 3 -W 5 {peer} >/dev/null && echo PING-PEER-OK
 ping -c 3 -W 5 {HOST_IP} >/dev/null && echo PING-HOST-OK
+mkdir -p /www && echo "page of $(hostname)" > /www/index.html && httpd -p 80 -h /www
+echo HTTPD-UP
 read answer
+echo "IRQ-COUNTS=$(grep eth0 /proc/interrupts | while read n c rest; do echo -n "$c "; done)"
 "#
         )
     };
@@ -455,7 +469,8 @@ read answer
         &dir,
         &format!("rxen-net-a-{pid}"),
         "mac=00:16:3e:20:00:0a, bridge=br0, vifname=rxtvifa",
-        init_script("10.77.0.10", &body("10.77.0.11")),
+        // Two queues although one vCPU: netfront's parameter asks for them.
+        init_script_with("10.77.0.10", "max_queues=2", &body("10.77.0.11")),
         256,
     );
     let mut b = Guest::boot(
@@ -470,6 +485,19 @@ read answer
         g.wait_for("PING-PEER-OK", Duration::from_secs(180));
         g.wait_for("PING-HOST-OK", Duration::from_secs(60));
     }
+    assert_eq!(
+        line_value(&a.text(), "QUEUES="),
+        "rx-0 rx-1 tx-0 tx-1",
+        "a uses two queues"
+    );
+    assert_eq!(line_value(&b.text(), "QUEUES="), "rx-0 tx-0");
+    // Traffic on both of a's queues: flows (connections from different
+    // ports) are spread over them.
+    a.wait_for("HTTPD-UP", Duration::from_secs(30));
+    for _ in 0..16 {
+        let page = http_get_from(&ns, "10.77.0.10", "/index.html");
+        assert!(page.ends_with(b"\n"), "{}", String::from_utf8_lossy(&page));
+    }
     for addr in ["10.77.0.10", "10.77.0.11"] {
         let ping = ns.run(&["ping", "-c", "2", "-W", "5", addr]);
         assert!(ping.status.success(), "host -> {addr}");
@@ -483,6 +511,15 @@ read answer
     );
     a.send("bye\n");
     b.send("bye\n");
-    a.finish();
+    let t = a.finish();
+    // One event channel (named eth0) per queue, each having fired.
+    let counts: Vec<u64> = line_value(&t, "IRQ-COUNTS=")
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    assert!(
+        counts.len() == 2 && counts.iter().all(|&c| c > 0),
+        "events per queue {counts:?}:\n{t}"
+    );
     b.finish();
 }
