@@ -16,7 +16,22 @@
 //!   hypercalls). Keeping the `lock` prefixes costs a uniprocessor guest a
 //!   few cycles per atomic operation.
 //!
-//! Either is left alone when the user's command line already sets it.
+//! And one for throughput:
+//!
+//! - `xen_blkfront.max_indirect_segments=256`: Linux's blkfront sends at
+//!   most 32 segments (128 KiB) per request unless told otherwise; rxen's
+//!   blkback takes 256 (1 MiB). Every request costs the guest ~10 trapped
+//!   hypercalls here, so fewer, larger requests move 1 MiB sequential I/O
+//!   ~2.4x faster (rxen-bench-disk). blkfront is a module in Debian's
+//!   kernels; modprobe passes it the parameter from the command line (a
+//!   bare `insmod` does not: give it `max_indirect_segments=256` itself).
+//!
+//! Each is left alone when the user's command line already sets it.
+
+/// blkfront's parameter for the segments per request it asks the backend for.
+const BLKFRONT_SEGMENTS: &str = "xen_blkfront.max_indirect_segments";
+/// What rxen's blkback takes (`backends::blkback::MAX_INDIRECT_SEGMENTS`).
+const BLKFRONT_MAX_SEGMENTS: u32 = 256;
 
 /// `cmdline` with rxen's parameters appended, and what was added.
 pub fn tune_cmdline(cmdline: &str, vcpus: u32) -> (String, Vec<String>) {
@@ -32,6 +47,9 @@ pub fn tune_cmdline(cmdline: &str, vcpus: u32) -> (String, Vec<String>) {
     }
     if !has("noreplace-smp") {
         added.push("noreplace-smp".to_string());
+    }
+    if !has(BLKFRONT_SEGMENTS) {
+        added.push(format!("{BLKFRONT_SEGMENTS}={}", BLKFRONT_MAX_SEGMENTS));
     }
     let mut out = cmdline.trim_end().to_string();
     for a in &added {
@@ -49,26 +67,38 @@ mod tests {
 
     #[test]
     fn appends_both_parameters() {
+        const SEG: &str = "xen_blkfront.max_indirect_segments=256";
         let (c, added) = tune_cmdline("console=hvc0 quiet", 1);
-        assert_eq!(c, "console=hvc0 quiet nr_cpus=1 noreplace-smp");
-        assert_eq!(added, ["nr_cpus=1", "noreplace-smp"]);
-        assert_eq!(tune_cmdline("", 2).0, "nr_cpus=2 noreplace-smp");
+        assert_eq!(
+            c,
+            format!("console=hvc0 quiet nr_cpus=1 noreplace-smp {SEG}")
+        );
+        assert_eq!(added, ["nr_cpus=1", "noreplace-smp", SEG]);
+        assert_eq!(
+            tune_cmdline("", 2).0,
+            format!("nr_cpus=2 noreplace-smp {SEG}")
+        );
     }
 
     #[test]
     fn keeps_what_the_user_set() {
-        let (c, added) = tune_cmdline("root=/dev/xvda nr_cpus=4 noreplace-smp", 1);
-        assert_eq!(c, "root=/dev/xvda nr_cpus=4 noreplace-smp");
+        const SEG: &str = "xen_blkfront.max_indirect_segments=256";
+        let mine = "root=/dev/xvda nr_cpus=4 noreplace-smp xen-blkfront.max-indirect-segments=32";
+        let (c, added) = tune_cmdline(mine, 1);
+        assert_eq!(c, mine);
         assert!(added.is_empty());
-        assert_eq!(tune_cmdline("maxcpus=1", 1).0, "maxcpus=1 noreplace-smp");
+        assert_eq!(
+            tune_cmdline("maxcpus=1", 1).0,
+            format!("maxcpus=1 noreplace-smp {SEG}")
+        );
         assert_eq!(
             tune_cmdline("possible-cpus=2", 1).0,
-            "possible-cpus=2 noreplace-smp"
+            format!("possible-cpus=2 noreplace-smp {SEG}")
         );
         // A value that merely contains the name is not the parameter.
         assert_eq!(
             tune_cmdline("init=/bin/nr_cpus", 1).0,
-            "init=/bin/nr_cpus nr_cpus=1 noreplace-smp"
+            format!("init=/bin/nr_cpus nr_cpus=1 noreplace-smp {SEG}")
         );
     }
 }

@@ -8,7 +8,9 @@
 //! every request crosses the ring); blkback then reads and writes the file
 //! through the host's page cache and flushes with fdatasync. The host
 //! baseline is the better of the same program with O_DIRECT and buffered
-//! (plus fdatasync after writes) on the same file.
+//! (plus fdatasync after writes) on the same file. The guest loads
+//! blkfront with `max_indirect_segments=256`, as modprobe would from the
+//! command line rxen appends (`pv::boot_params`).
 //!
 //! Fails only if something breaks; a missed target is reported.
 //!
@@ -218,7 +220,7 @@ fn run_guest(
          /bin/busybox mount -t proc proc /proc\n\
          /bin/busybox mount -t sysfs sys /sys\n\
          /bin/busybox mount -t devtmpfs dev /dev\n\
-         insmod /lib/xen-blkfront.ko\n\
+         insmod /lib/xen-blkfront.ko max_indirect_segments=256\n\
          i=0\n\
          while [ ! -b /dev/xvda ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n",
     );
