@@ -121,6 +121,101 @@ fn field(line: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time of each thread of some processes, sampled every 250 ms in the
+/// background: which thread was busy during a transfer says what bounds it.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    samples: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<(String, f64)>)>>>,
+}
+
+/// Thread name → CPU seconds, for every thread of `pid` (`name` is
+/// prefixed with `tag`).
+fn thread_cpu(pid: u32, tag: &str, out: &mut Vec<(String, f64)>) {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for t in rd.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
+        let ticks: f64 = f
+            .get(11..13)
+            .map(|v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
+            .unwrap_or(0.0);
+        out.push((format!("{tag}{name}"), ticks / 100.0));
+    }
+}
+
+impl Sampler {
+    fn start(pids: Vec<(u32, String)>) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (st, sa) = (stop.clone(), samples.clone());
+        std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut v = Vec::new();
+                for (pid, tag) in &pids {
+                    thread_cpu(*pid, tag, &mut v);
+                }
+                sa.lock().unwrap().push((Instant::now(), v));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        Sampler { stop, samples }
+    }
+
+    /// Busy fraction of each thread over the `secs` before `end`, busiest
+    /// first (threads summed by name).
+    fn busy(&self, end: Instant, secs: f64) -> Vec<(String, f64)> {
+        let s = self.samples.lock().unwrap();
+        let start = end - Duration::from_secs_f64(secs);
+        let a = s.iter().rev().find(|(t, _)| *t <= start).or(s.first());
+        let b = s.iter().rev().find(|(t, _)| *t <= end).or(s.last());
+        let (Some(a), Some(b)) = (a, b) else {
+            return Vec::new();
+        };
+        let span = b.0.duration_since(a.0).as_secs_f64().max(1e-3);
+        let sum = |v: &[(String, f64)], n: &str| -> f64 {
+            v.iter().filter(|(m, _)| m == n).map(|(_, c)| c).sum()
+        };
+        let mut names: Vec<String> = b.1.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        names.dedup();
+        let mut out: Vec<(String, f64)> = names
+            .into_iter()
+            .map(|n| {
+                let d = sum(&b.1, &n) - sum(&a.1, &n);
+                (n, d / span)
+            })
+            .filter(|(_, f)| *f >= 0.02)
+            .collect();
+        out.sort_by(|x, y| y.1.total_cmp(&x.1));
+        out
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn busy_text(b: &[(String, f64)]) -> String {
+    if b.is_empty() {
+        return "no thread sampled".into();
+    }
+    b.iter()
+        .map(|(n, f)| format!("{n} {:.0} %", f * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One path's figures.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 struct PathResult {
@@ -128,6 +223,8 @@ struct PathResult {
     bytes: f64,
     rtt_median_us: f64,
     rtt_min_us: f64,
+    /// Busy threads during the transfer (name, fraction of one CPU).
+    busy: Vec<(String, f64)>,
 }
 
 struct Bench {
@@ -164,6 +261,16 @@ impl Bench {
             );
         }
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn monitor_pid(&self, name: &str) -> Result<u32> {
+        let id = self.rxen(None, &["domid", name])?;
+        let t = std::fs::read_to_string(self.state().join(id.trim()).join("entry.json"))?;
+        let v: serde_json::Value = serde_json::from_str(&t)?;
+        v["pid"]
+            .as_u64()
+            .map(|p| p as u32)
+            .context("entry.json has no monitor pid")
     }
 
     fn console(&self, name: &str) -> String {
@@ -230,6 +337,7 @@ impl Bench {
             bytes: field(&s, "bytes").unwrap_or(0.0),
             rtt_median_us: field(&p, "median_us").unwrap_or(0.0),
             rtt_min_us: field(&p, "min_us").unwrap_or(0.0),
+            busy: Vec::new(),
         })
     }
 
@@ -311,22 +419,33 @@ impl Bench {
         self.rxen(Some(&ns), &["create", g2.to_str().unwrap()])?;
         self.guest_line("rxbn-g2", "RXNET-UP", "listening")?;
         self.rxen(Some(&ns), &["create", g1.to_str().unwrap()])?;
+        let sampler = Sampler::start(vec![
+            (self.monitor_pid("rxbn-g1")?, "g1:".into()),
+            (self.monitor_pid("rxbn-g2")?, "g2:".into()),
+        ]);
         let to_host = sink.line("sink")?;
+        let host_busy = sampler.busy(Instant::now(), field(&to_host, "secs").unwrap_or(1.0));
         let g_ping = self.guest_line("rxbn-g1", "RXNET-UP", "ping")?;
         let to_guest = self.guest_line("rxbn-g2", "RXNET-UP", "sink")?;
+        // The console line lands a moment after the transfer's end.
+        let guest_busy = sampler.busy(Instant::now(), field(&to_guest, "secs").unwrap_or(1.0));
         self.guest_line("rxbn-g1", "RXNET-UP", "send")?;
         let mut ping = Proc::spawn(ns.cmd(
             &self.rxnet,
             &["ping", "10.88.0.2", "7", &PING_COUNT.to_string()],
         ))?;
         let h_ping = ping.line("ping")?;
-        let r = |s: &str, p: &str| PathResult {
+        let r = |s: &str, p: &str, busy: Vec<(String, f64)>| PathResult {
             gbps: field(s, "gbps").unwrap_or(0.0),
             bytes: field(s, "bytes").unwrap_or(0.0),
             rtt_median_us: field(p, "median_us").unwrap_or(0.0),
             rtt_min_us: field(p, "min_us").unwrap_or(0.0),
+            busy,
         };
-        Ok((r(&to_host, &h_ping), r(&to_guest, &g_ping)))
+        Ok((
+            r(&to_host, &h_ping, host_busy),
+            r(&to_guest, &g_ping, guest_busy),
+        ))
     }
 }
 
@@ -400,6 +519,7 @@ fn report(b: &Bench, host_only: bool) -> Result<()> {
         to_host.rtt_median_us,
         to_host.rtt_min_us
     );
+    println!("  busy during guest→host: {}", busy_text(&to_host.busy));
     println!(
         "guest→guest: {:.3} Gb/s ({:.4}× host→host), round trip guest↔guest median {:.0} µs (min {:.0})",
         to_guest.gbps,
@@ -407,6 +527,21 @@ fn report(b: &Bench, host_only: bool) -> Result<()> {
         to_guest.rtt_median_us,
         to_guest.rtt_min_us
     );
+    println!("  busy during guest→guest: {}", busy_text(&to_guest.busy));
+    for (what, r) in [("guest→host", &to_host), ("guest→guest", &to_guest)] {
+        match r.busy.first() {
+            Some((n, f)) if *f > 0.9 => println!(
+                "what bounds {what}: thread {n} is saturated ({:.0} % of a CPU)",
+                f * 100.0
+            ),
+            Some((n, f)) => println!(
+                "what bounds {what}: no thread is saturated (busiest {n} {:.0} %): \
+                 waiting (notifications, timers) rather than CPU",
+                f * 100.0
+            ),
+            None => println!("what bounds {what}: not sampled"),
+        }
+    }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let _ = std::fs::create_dir_all(&out);
     let json = serde_json::json!({
