@@ -220,6 +220,12 @@ impl<P: SharedPage> Vif<P> {
         self.queues.iter().map(|q| q.port).collect()
     }
 
+    /// The first queue's tx and rx ring grant references, while connected
+    /// (what `network-list` shows).
+    pub fn ring_refs(&self) -> Option<(GrantRef, GrantRef)> {
+        self.queues.first().map(|q| (q.tx_gref, q.rx_gref))
+    }
+
     /// What the frontend can take, while connected.
     pub fn features(&self) -> Option<Features> {
         self.queues.first().map(|q| q.engine.features())

@@ -18,9 +18,9 @@
 //! | `block_attach` | `"disk": {BlockSpec}`        | hot-plugs a disk (opens and locks the image, writes the vbd's nodes) |
 //! | `block_detach` | `"vdev": NAME`               | starts unplugging a disk; it goes once the guest has closed it |
 //! | `block_list`   |                              | answers with the disks ([`crate::blk::BlockInfo`] list) |
-//! | `network_attach` | `"vif": {NetSpec}`         | hot-plugs a vif (TAP on its bridge, the vif's nodes) |
+//! | `network_attach` | `"vif": {NicAttach}`       | hot-plugs a vif (TAP on its bridge, the vif's nodes) |
 //! | `network_detach` | `"dev": DEVID \| MAC`      | unplugs a vif (its TAP and bridge port go) |
-//! | `network_list`   |                            | answers with the vifs ([`NetInfo`] list) |
+//! | `network_list`   |                            | answers with the vifs ([`crate::net::NetInfo`] list) |
 //!
 //! Response: `{"version": 1, "ok": RESULT}` or `{"version": 1, "error":
 //! "MESSAGE"}`. `RESULT` is a [`Status`] for `status` and `null` otherwise.
@@ -59,54 +59,9 @@ pub enum Request {
     BlockAttach { disk: BlockSpec },
     BlockDetach { vdev: String },
     BlockList,
-    NetworkAttach { vif: NetSpec },
+    NetworkAttach { vif: crate::net::NicAttach },
     NetworkDetach { dev: String },
     NetworkList,
-}
-
-/// A vif, as the client parsed it from an xl VIFSPEC (xl-network-
-/// configuration(5)); unset fields get the manual's defaults in the
-/// monitor (bridge `xenbr0`, a random MAC in 00:16:3e, `vifDOMID.DEVID`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetSpec {
-    pub devid: u32,
-    /// `00:16:3e:74:3d:76`.
-    pub mac: Option<String>,
-    pub bridge: Option<String>,
-    pub vifname: Option<String>,
-    pub script: Option<String>,
-    /// `ip=`: addresses separated by blanks, as written.
-    pub ip: Option<String>,
-    pub gatewaydev: Option<String>,
-    pub mtu: Option<u32>,
-    pub rate: Option<NetRate>,
-}
-
-/// `rate=`: the guest may transmit `bytes_per_sec`, credited every
-/// `interval_usecs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetRate {
-    pub bytes_per_sec: u64,
-    pub interval_usecs: u32,
-}
-
-/// One vif as `network-list` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetInfo {
-    pub devid: u32,
-    /// The guest's MAC.
-    pub mac: String,
-    /// The backend's xenbus state (4: connected).
-    pub state: u32,
-    /// The event channel (tx's, if split) while connected.
-    pub port: Option<u32>,
-    pub tx_ring_ref: Option<u32>,
-    pub rx_ring_ref: Option<u32>,
-    /// `/local/domain/0/backend/vif/DOMID/DEVID`.
-    pub backend_path: String,
-    /// The host interface (`vifDOMID.DEVID`).
-    pub vif: String,
-    pub bridge: Option<String>,
 }
 
 /// A disk to hot-plug, as the client parsed it from an xl disk spec.
@@ -362,14 +317,16 @@ mod tests {
             },
             Request::BlockList,
             Request::NetworkAttach {
-                vif: NetSpec {
+                vif: crate::net::NicAttach {
                     devid: 1,
-                    mac: Some("00:16:3e:00:00:01".into()),
-                    rate: Some(NetRate {
-                        bytes_per_sec: 1_250_000,
-                        interval_usecs: 20_000,
-                    }),
-                    ..NetSpec::default()
+                    mac: [0, 0x16, 0x3e, 0, 0, 1],
+                    bridge: Some("xenbr1".into()),
+                    vifname: None,
+                    mtu: Some(9000),
+                    ip: None,
+                    script: None,
+                    gatewaydev: None,
+                    rate: Some((1_250_000, 20_000)),
                 },
             },
             Request::NetworkDetach { dev: "1".into() },

@@ -246,9 +246,23 @@ impl Shared {
                 let (_, h) = self.running()?;
                 Ok(serde_json::to_value(h.block_list()).expect("block list serializes"))
             }
-            Request::NetworkAttach { .. }
-            | Request::NetworkDetach { .. }
-            | Request::NetworkList => Err("this monitor has no network backend yet".into()),
+            Request::NetworkAttach { vif } => {
+                let (d, h) = self.running()?;
+                h.network_attach(&d, self.domid, &vif)
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(devid = vif.devid, "network interface attached");
+                Ok(serde_json::Value::Null)
+            }
+            Request::NetworkDetach { dev } => {
+                let (d, h) = self.running()?;
+                h.network_detach(&d, &dev).map_err(|e| e.to_string())?;
+                tracing::info!(dev, "network interface detach requested");
+                Ok(serde_json::Value::Null)
+            }
+            Request::NetworkList => {
+                let (_, h) = self.running()?;
+                Ok(serde_json::to_value(h.network_list()).expect("network list serializes"))
+            }
         }
     }
 }

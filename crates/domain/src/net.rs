@@ -88,6 +88,11 @@ pub struct NetInfo {
     pub state: u32,
     /// Event channels of the connected queues.
     pub ports: Vec<u32>,
+    /// The first queue's ring grant references, while connected.
+    pub tx_ring_ref: Option<u32>,
+    pub rx_ring_ref: Option<u32>,
+    /// `/local/domain/0/backend/vif/DOMID/DEVID`.
+    pub backend_path: String,
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub rx_packets: u64,
@@ -284,6 +289,9 @@ impl VifDevice {
             bridge: self.host.bridge().map(str::to_string),
             state: vif.state() as u32,
             ports: vif.ports(),
+            tx_ring_ref: vif.ring_refs().map(|r| r.0),
+            rx_ring_ref: vif.ring_refs().map(|r| r.1),
+            backend_path: vif.backend_path().to_string(),
             tx_packets: s.tx_packets,
             tx_bytes: s.tx_bytes,
             rx_packets: s.rx_packets,

@@ -492,30 +492,34 @@ pub(crate) fn nics_of(
     cfg: &toolstack::config::DomainConfig,
     what: &str,
 ) -> Result<Vec<domain::net::NicAttach>> {
-    cfg.vifs
-        .iter()
-        .map(|v| {
-            if let Some(b) = &v.backend {
-                if b != "0" && b != "Domain-0" {
-                    anyhow::bail!(
-                        "{what}: vif {}: backend domain {b:?}: only domain 0 serves network interfaces",
-                        v.devid
-                    );
-                }
-            }
-            Ok(domain::net::NicAttach {
-                devid: v.devid,
-                mac: v.mac.map(|m| m.0).unwrap_or_else(domain::net::random_mac),
-                bridge: v.bridge.clone(),
-                vifname: v.vifname.clone(),
-                mtu: v.mtu,
-                ip: v.ip.clone(),
-                script: v.script.clone(),
-                gatewaydev: v.gatewaydev.clone(),
-                rate: v.rate.map(|r| (r.bytes_per_sec, r.interval_usecs)),
-            })
-        })
-        .collect()
+    cfg.vifs.iter().map(|v| nic_attach(v, what)).collect()
+}
+
+/// What the network backend serves for one `vif=` entry (a random MAC in
+/// Xen's OUI if it names none).
+pub(crate) fn nic_attach(
+    v: &toolstack::config::vif::VifSpec,
+    what: &str,
+) -> Result<domain::net::NicAttach> {
+    if let Some(b) = &v.backend {
+        if b != "0" && b != "Domain-0" {
+            anyhow::bail!(
+                "{what}: vif {}: backend domain {b:?}: only domain 0 serves network interfaces",
+                v.devid
+            );
+        }
+    }
+    Ok(domain::net::NicAttach {
+        devid: v.devid,
+        mac: v.mac.map(|m| m.0).unwrap_or_else(domain::net::random_mac),
+        bridge: v.bridge.clone(),
+        vifname: v.vifname.clone(),
+        mtu: v.mtu,
+        ip: v.ip.clone(),
+        script: v.script.clone(),
+        gatewaydev: v.gatewaydev.clone(),
+        rate: v.rate.map(|r| (r.bytes_per_sec, r.interval_usecs)),
+    })
 }
 
 /// What the block backend serves for one `disk=` entry; `None` for an

@@ -2,7 +2,8 @@
 //! running domain, as with xl.
 
 use anyhow::{Context, Result};
-use domain::control::{NetInfo, NetRate, NetSpec, Request};
+use domain::control::Request;
+use domain::net::NetInfo;
 use toolstack::client;
 use toolstack::config::vif::VifSpec;
 use toolstack::registry::Registry;
@@ -24,44 +25,12 @@ pub const LIST_HELP: &str = "Example:\n  \
     Idx BE Mac Addr.         handle state evt-ch   tx-/rx-ring-ref BE-path\n  \
     0   0  00:16:3e:5d:0a:11     0     4     10   768/769         /local/domain/0/backend/vif/3/0";
 
-fn socket(reg: &Registry, dom: &str) -> Result<(std::path::PathBuf, String, u16)> {
+fn socket(reg: &Registry, dom: &str) -> Result<(std::path::PathBuf, String)> {
     let e = crate::commands::find(reg, dom)?;
     Ok((
         reg.paths(e.id).control_socket,
         format!("domain '{}' (id {})", e.name, e.id),
-        e.id,
     ))
-}
-
-/// What the monitor needs of a parsed `vif=` entry; notes about the
-/// parameters that do not apply to a PV vif on rxen.
-pub fn net_spec(v: &VifSpec) -> (NetSpec, Vec<String>) {
-    let mut notes = Vec::new();
-    if let Some(b) = &v.backend {
-        if b != "0" && b != "Domain-0" {
-            notes.push(format!(
-                "backend={b} is ignored: rxen's vifs are served by the host (domain 0)"
-            ));
-        }
-    }
-    if v.model.is_some() || v.nic_type.is_some() {
-        notes.push("model= and type= only matter to HVM guests and are ignored".into());
-    }
-    let spec = NetSpec {
-        devid: v.devid,
-        mac: v.mac.map(|m| m.to_string()),
-        bridge: v.bridge.clone(),
-        vifname: v.vifname.clone(),
-        script: v.script.clone(),
-        ip: v.ip.clone(),
-        gatewaydev: v.gatewaydev.clone(),
-        mtu: v.mtu,
-        rate: v.rate.map(|r| NetRate {
-            bytes_per_sec: r.bytes_per_sec,
-            interval_usecs: r.interval_usecs,
-        }),
-    };
-    (spec, notes)
 }
 
 fn vifs(sock: &std::path::Path, what: &str) -> Result<Vec<NetInfo>> {
@@ -70,7 +39,7 @@ fn vifs(sock: &std::path::Path, what: &str) -> Result<Vec<NetInfo>> {
 }
 
 pub fn attach(reg: &Registry, dom: &str, args: &[String]) -> Result<()> {
-    let (sock, what, _) = socket(reg, dom)?;
+    let (sock, what) = socket(reg, dom)?;
     // xl gives a new vif the lowest device id above the existing ones.
     let next = vifs(&sock, &what)?
         .iter()
@@ -79,17 +48,17 @@ pub fn attach(reg: &Registry, dom: &str, args: &[String]) -> Result<()> {
         .unwrap_or(0);
     let (v, notes) =
         VifSpec::parse(&args.join(","), next).map_err(|e| anyhow::anyhow!("vif spec: {e}"))?;
-    let (spec, more) = net_spec(&v);
-    for n in notes.into_iter().chain(more) {
+    for n in notes {
         eprintln!("rxen: note: {n}");
     }
-    client::call(&sock, Request::NetworkAttach { vif: spec })
+    let nic = crate::nic_attach(&v, "network-attach")?;
+    client::call(&sock, Request::NetworkAttach { vif: nic })
         .with_context(|| format!("{what}: cannot attach vif {}", v.devid))?;
     Ok(())
 }
 
 pub fn detach(reg: &Registry, dom: &str, dev: &str) -> Result<()> {
-    let (sock, what, _) = socket(reg, dom)?;
+    let (sock, what) = socket(reg, dom)?;
     client::call(&sock, Request::NetworkDetach { dev: dev.into() })
         .with_context(|| format!("{what}: cannot detach vif {dev}"))?;
     Ok(())
@@ -114,7 +83,7 @@ pub fn row(n: &NetInfo) -> String {
         n.mac,
         n.devid,
         n.state,
-        num(n.port),
+        num(n.ports.first().copied()),
         num(n.tx_ring_ref),
         num(n.rx_ring_ref),
         n.backend_path
@@ -124,7 +93,7 @@ pub fn row(n: &NetInfo) -> String {
 pub fn list(reg: &Registry, doms: &[String]) -> Result<()> {
     println!("{}", header().trim_end());
     for dom in doms {
-        let (sock, what, _) = socket(reg, dom)?;
+        let (sock, what) = socket(reg, dom)?;
         for n in vifs(&sock, &what)? {
             println!("{}", row(&n).trim_end());
         }
@@ -141,13 +110,17 @@ mod tests {
         let n = NetInfo {
             devid: 0,
             mac: "00:16:3e:5d:0a:11".into(),
+            vifname: "vif3.0".into(),
+            bridge: Some("xenbr0".into()),
             state: 4,
-            port: Some(10),
+            ports: vec![10, 11],
             tx_ring_ref: Some(768),
             rx_ring_ref: Some(769),
             backend_path: "/local/domain/0/backend/vif/3/0".into(),
-            vif: "vif3.0".into(),
-            bridge: Some("xenbr0".into()),
+            tx_packets: 0,
+            tx_bytes: 0,
+            rx_packets: 0,
+            rx_bytes: 0,
         };
         assert_eq!(
             header().trim_end(),
@@ -158,9 +131,7 @@ mod tests {
             "0   0  00:16:3e:5d:0a:11     0     4     10   768/769         /local/domain/0/backend/vif/3/0"
         );
         let m = NetInfo {
-            mac: n.mac.clone(),
-            backend_path: n.backend_path.clone(),
-            port: None,
+            ports: vec![],
             tx_ring_ref: None,
             rx_ring_ref: None,
             state: 1,
@@ -171,27 +142,5 @@ mod tests {
         // The example in --help is what the code prints.
         assert!(LIST_HELP.contains(header().trim_end()));
         assert!(LIST_HELP.contains(row(&n).trim_end()));
-    }
-
-    #[test]
-    fn vif_specs_become_net_specs() {
-        let (v, _) = VifSpec::parse(
-            "mac=00:16:3E:00:00:07,bridge=br1,rate=10Mb/s@20ms,mtu=9000,model=e1000",
-            2,
-        )
-        .unwrap();
-        let (s, notes) = net_spec(&v);
-        assert_eq!(s.devid, 2);
-        assert_eq!(s.mac.as_deref(), Some("00:16:3e:00:00:07"));
-        assert_eq!(s.bridge.as_deref(), Some("br1"));
-        assert_eq!(
-            s.rate,
-            Some(NetRate {
-                bytes_per_sec: 1_250_000,
-                interval_usecs: 20_000
-            })
-        );
-        assert_eq!(s.mtu, Some(9000));
-        assert_eq!(notes.len(), 1, "{notes:?}");
     }
 }

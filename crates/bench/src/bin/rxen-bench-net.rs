@@ -121,11 +121,14 @@ fn field(line: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Samples of (when, thread name → CPU seconds).
+type Samples = Vec<(Instant, Vec<(String, f64)>)>;
+
 /// CPU time of each thread of some processes, sampled every 250 ms in the
 /// background: which thread was busy during a transfer says what bounds it.
 struct Sampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    samples: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Vec<(String, f64)>)>>>,
+    samples: std::sync::Arc<std::sync::Mutex<Samples>>,
 }
 
 /// Thread name → CPU seconds, for every thread of `pid` (`name` is
