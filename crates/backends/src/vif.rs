@@ -22,8 +22,7 @@
 use xen_abi::io::xenbus::XenbusState;
 use xen_abi::GrantRef;
 use xenstore::ring::SharedPage;
-use xenstore::wire::MsgType;
-use xenstore::{ConnId, DomId, Message, Perm, Perms, Xenstore, XsResult, DOM0};
+use xenstore::{DomId, Perm, Perms, StoreOps, XsResult, DOM0};
 
 use crate::netback::{Features, NetQueue, NetStats};
 use crate::vbd::FrontendLink;
@@ -67,7 +66,8 @@ pub struct Vif<P> {
     backend: String,
     frontend: String,
     state: XenbusState,
-    watch: ConnId,
+    /// Token of our watch on the frontend's `state`.
+    token: String,
     queues: Vec<Queue<P>>,
     /// Counts connects and disconnects, so the data path notices either.
     generation: u64,
@@ -83,7 +83,7 @@ pub struct Vif<P> {
 impl<P: SharedPage> Vif<P> {
     /// Writes the device's nodes into the store and starts watching the
     /// frontend's state.
-    pub fn create(xs: &mut Xenstore, cfg: VifConfig) -> XsResult<Vif<P>> {
+    pub fn create(xs: &mut dyn StoreOps, cfg: VifConfig) -> XsResult<Vif<P>> {
         let (dom, dev) = (cfg.domid, cfg.devid);
         let backend = format!("/local/domain/0/backend/vif/{dom}/{dev}");
         let frontend = format!("/local/domain/{dom}/device/vif/{dev}");
@@ -91,17 +91,16 @@ impl<P: SharedPage> Vif<P> {
         // readable by dom0 (as libxl sets them).
         let be_perms = || Perms::new(DOM0, Perm::None).with(dom, Perm::Read);
         let fe_perms = || Perms::new(dom, Perm::None).with(DOM0, Perm::Read);
-        let put = |xs: &mut Xenstore, path: String, v: &str, perms: Perms| -> XsResult<()> {
-            xs.write(DOM0, &path, v.as_bytes())?;
-            xs.set_perms(DOM0, &path, perms)
+        let put = |xs: &mut dyn StoreOps, path: String, v: &str, perms: Perms| -> XsResult<()> {
+            xs.write_with_perms(&path, v.as_bytes(), &perms)
         };
         let device_vif = format!("/local/domain/{dom}/device/vif");
-        if xs.read(DOM0, &device_vif).is_err() {
-            xs.mkdir(DOM0, &device_vif)?;
-            xs.set_perms(DOM0, &device_vif, be_perms())?;
+        if xs.read(&device_vif).is_err() {
+            xs.mkdir(&device_vif)?;
+            xs.set_perms(&device_vif, &be_perms())?;
         }
-        xs.mkdir(DOM0, &frontend)?;
-        xs.set_perms(DOM0, &frontend, fe_perms())?;
+        xs.mkdir(&frontend)?;
+        xs.set_perms(&frontend, &fe_perms())?;
         let fe = |k: &str| format!("{frontend}/{k}");
         let mtu = cfg.mtu.to_string();
         for (k, v) in [
@@ -115,8 +114,8 @@ impl<P: SharedPage> Vif<P> {
             put(xs, fe(k), v, fe_perms())?;
         }
 
-        xs.mkdir(DOM0, &backend)?;
-        xs.set_perms(DOM0, &backend, be_perms())?;
+        xs.mkdir(&backend)?;
+        xs.set_perms(&backend, &be_perms())?;
         let be = |k: &str| format!("{backend}/{k}");
         let mut nodes: Vec<(&str, String)> = vec![
             ("frontend", frontend.clone()),
@@ -155,24 +154,14 @@ impl<P: SharedPage> Vif<P> {
             be_perms(),
         )?;
 
-        let watch = xs.connect(DOM0);
         let token = format!("vif-{dom}-{dev}");
-        let msg = Message::request(
-            MsgType::Watch,
-            0,
-            0,
-            &[fe("state").as_bytes(), token.as_bytes()],
-        );
-        let reply = xs.handle(watch, &msg);
-        if let Some(e) = reply.first().and_then(Message::error) {
-            return Err(e);
-        }
+        xs.watch(&fe("state"), &token)?;
         Ok(Vif {
             cfg,
             backend,
             frontend,
             state: XenbusState::InitWait,
-            watch,
+            token,
             queues: Vec::new(),
             generation: 0,
             broken: false,
@@ -242,13 +231,17 @@ impl<P: SharedPage> Vif<P> {
 
     /// Handles the frontend's state changes reported by our watch. Returns
     /// whether anything happened.
-    pub fn poll_store(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) -> bool {
+    pub fn poll_store(
+        &mut self,
+        xs: &mut dyn StoreOps,
+        link: &impl FrontendLink<Page = P>,
+    ) -> bool {
         if let Some(why) = self.failed.take() {
-            let _ = xs.write(DOM0, &format!("{}/error", self.backend), why.as_bytes());
+            let _ = xs.write(&format!("{}/error", self.backend), why.as_bytes());
             self.switch(xs, XenbusState::Closing);
             return true;
         }
-        if xs.take_events(self.watch).is_empty() {
+        if xs.take_watch_events(&self.token).is_empty() {
             return false;
         }
         let fe_state = self.frontend_state(xs);
@@ -278,8 +271,7 @@ impl<P: SharedPage> Vif<P> {
                         Ok(()) => self.switch(xs, XenbusState::Connected),
                         Err(e) => {
                             tracing::warn!("{}: cannot connect: {e}", self.backend);
-                            let _ =
-                                xs.write(DOM0, &format!("{}/error", self.backend), e.as_bytes());
+                            let _ = xs.write(&format!("{}/error", self.backend), e.as_bytes());
                             self.broken = true;
                             self.switch(xs, XenbusState::Closing);
                         }
@@ -306,12 +298,12 @@ impl<P: SharedPage> Vif<P> {
 
     /// Starts a hot-unplug (`network-detach`): offline and Closing; once
     /// the frontend has closed (or never connected), [`Vif::removed`].
-    pub fn request_remove(&mut self, xs: &mut Xenstore) {
+    pub fn request_remove(&mut self, xs: &mut dyn StoreOps) {
         if self.removing {
             return;
         }
         self.removing = true;
-        let _ = xs.write(DOM0, &format!("{}/online", self.backend), b"0");
+        let _ = xs.write(&format!("{}/online", self.backend), b"0");
         let fe_state = self.frontend_state(xs);
         if self.queues.is_empty()
             && matches!(
@@ -347,42 +339,40 @@ impl<P: SharedPage> Vif<P> {
     }
 
     /// Ends the device: removes both directories and stops watching.
-    pub fn remove(&mut self, xs: &mut Xenstore, link: &impl FrontendLink<Page = P>) {
+    pub fn remove(&mut self, xs: &mut dyn StoreOps, link: &impl FrontendLink<Page = P>) {
         self.disconnect(link);
         for p in [&self.frontend, &self.backend] {
-            if let Err(e) = xs.rm(DOM0, p) {
+            if let Err(e) = xs.rm(p) {
                 tracing::warn!("{p}: cannot remove: {e}");
             }
         }
-        xs.disconnect(self.watch);
+        if let Err(e) = xs.unwatch(&format!("{}/state", self.frontend), &self.token) {
+            tracing::warn!("{}: cannot unwatch: {e}", self.backend);
+        }
         tracing::info!("{}: removed", self.backend);
     }
 
-    fn frontend_state(&self, xs: &mut Xenstore) -> XenbusState {
-        xs.read(DOM0, &format!("{}/state", self.frontend))
+    fn frontend_state(&self, xs: &mut dyn StoreOps) -> XenbusState {
+        xs.read(&format!("{}/state", self.frontend))
             .ok()
             .and_then(|v| String::from_utf8(v).ok())
             .and_then(|s| s.parse::<XenbusState>().ok())
             .unwrap_or(XenbusState::Unknown)
     }
 
-    fn switch(&mut self, xs: &mut Xenstore, s: XenbusState) {
+    fn switch(&mut self, xs: &mut dyn StoreOps, s: XenbusState) {
         if self.state == s {
             return;
         }
         self.state = s;
-        if let Err(e) = xs.write(
-            DOM0,
-            &format!("{}/state", self.backend),
-            s.to_string().as_bytes(),
-        ) {
+        if let Err(e) = xs.write(&format!("{}/state", self.backend), s.to_string().as_bytes()) {
             tracing::warn!("{}: cannot write state: {e}", self.backend);
         }
     }
 
     /// A frontend node as a number; `Ok(None)` if missing.
-    fn read_u32(&self, xs: &mut Xenstore, key: &str) -> Result<Option<u32>, String> {
-        match xs.read(DOM0, &format!("{}/{key}", self.frontend)) {
+    fn read_u32(&self, xs: &mut dyn StoreOps, key: &str) -> Result<Option<u32>, String> {
+        match xs.read(&format!("{}/{key}", self.frontend)) {
             Err(_) => Ok(None),
             Ok(v) => {
                 let s = String::from_utf8_lossy(&v);
@@ -395,13 +385,13 @@ impl<P: SharedPage> Vif<P> {
         }
     }
 
-    fn flag(&self, xs: &mut Xenstore, key: &str) -> Result<bool, String> {
+    fn flag(&self, xs: &mut dyn StoreOps, key: &str) -> Result<bool, String> {
         Ok(self.read_u32(xs, key)?.unwrap_or(0) != 0)
     }
 
     fn connect(
         &mut self,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         link: &impl FrontendLink<Page = P>,
     ) -> Result<(), String> {
         if !self.flag(xs, "request-rx-copy")? {
@@ -453,7 +443,7 @@ impl<P: SharedPage> Vif<P> {
 
     fn connect_queue(
         &self,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         link: &impl FrontendLink<Page = P>,
         dir: &str,
         i: u32,

@@ -28,7 +28,7 @@ use backends::vif::{Vif, VifConfig};
 use backends::RawPage;
 use hostnet::{HostVif, HostVifConfig, Mac, Offload, RateLimiter, TapQueue, VnetHdr};
 use pv::domain::DomainShared;
-use xenstore::{DomId, Xenstore, XsError};
+use xenstore::{DomId, StoreOps, XsError};
 
 use crate::blk::Link;
 
@@ -173,7 +173,12 @@ pub struct VifDevice {
 }
 
 impl VifDevice {
-    fn new(xs: &mut Xenstore, domid: DomId, n: NicAttach, host: HostVif) -> Result<Self, NetError> {
+    fn new(
+        xs: &mut dyn StoreOps,
+        domid: DomId,
+        n: NicAttach,
+        host: HostVif,
+    ) -> Result<Self, NetError> {
         let cfg = VifConfig {
             domid,
             devid: n.devid,
@@ -315,7 +320,11 @@ pub struct NetDevices {
 
 impl NetDevices {
     /// Writes each interface's backend and frontend nodes for `domid`.
-    pub fn create(xs: &mut Xenstore, domid: DomId, nics: PluggedNics) -> Result<Self, NetError> {
+    pub fn create(
+        xs: &mut dyn StoreOps,
+        domid: DomId,
+        nics: PluggedNics,
+    ) -> Result<Self, NetError> {
         let mut vifs = Vec::new();
         for (n, host) in nics.0 {
             vifs.push(Arc::new(VifDevice::new(xs, domid, n, host)?));
@@ -349,7 +358,7 @@ impl NetDevices {
     }
 
     /// Reacts to frontend state changes; whether the store changed.
-    pub fn poll_store(&mut self, dom: &DomainShared, xs: &mut Xenstore) -> bool {
+    pub fn poll_store(&mut self, dom: &DomainShared, xs: &mut dyn StoreOps) -> bool {
         let link = Link { dom };
         let mut changed = false;
         for v in &self.vifs {
@@ -367,7 +376,7 @@ impl NetDevices {
     /// Hot-plugs an interface (`network-attach`).
     pub fn attach(
         &mut self,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         domid: DomId,
         n: &NicAttach,
     ) -> Result<(), NetError> {
@@ -388,7 +397,7 @@ impl NetDevices {
     pub fn detach(
         &mut self,
         dom: &DomainShared,
-        xs: &mut Xenstore,
+        xs: &mut dyn StoreOps,
         which: &str,
     ) -> Result<(), NetError> {
         let v = self
@@ -416,7 +425,7 @@ impl NetDevices {
     /// Removes the vifs whose unplug has completed from the store; their
     /// workers are told to stop, and [`NetDevices::take_dead`] hands them
     /// over to be joined and unplugged with no lock held.
-    fn reap(&mut self, dom: &DomainShared, xs: &mut Xenstore) -> bool {
+    fn reap(&mut self, dom: &DomainShared, xs: &mut dyn StoreOps) -> bool {
         let link = Link { dom };
         let mut reaped = false;
         let mut i = 0;
