@@ -80,8 +80,17 @@ pub mod data {
     pub const PTW_MORE: u64 = 0xa0;
     /// Page the last single `mmu_update` request was read from (0: none).
     pub const MMU_REQUEST_PAGE: u64 = 0xa8;
-    /// [`FAST`] bit: do `HYPERVISOR_iret` to guest user mode in the shim.
+    /// [`FAST`] bit: do `HYPERVISOR_iret` (to guest user or kernel mode)
+    /// in the shim.
     pub const FAST_IRET: u64 = 2;
+    /// [`FAST`] bit: do `HYPERVISOR_stack_switch` in the shim.
+    pub const FAST_STACK_SWITCH: u64 = 16;
+    /// The guest kernel stack pointer as `stack_switch` gave it (unaligned;
+    /// [`KERNEL_SP`] holds it 16-byte aligned for the bounce frames).
+    pub const RAW_KERNEL_SP: u64 = 0xb0;
+    /// Counter of `stack_switch`es done in the shim: the VMM adopts
+    /// [`RAW_KERNEL_SP`] when it moved.
+    pub const FAST_STACK_SWITCHES: u64 = 0xb8;
     /// Page-table write list: (virtual address, value) pairs, ended by
     /// address 0. An address with bit 0 set means `invlpg (address - 1)`.
     pub const PTW_LIST: u64 = 0x100;
@@ -148,11 +157,12 @@ rxen_shim_gp_entry:
     ud2
 
     # ---- #PF: a SYSCALL reaching the trampoline, or a real page fault ----
-    # Three paths avoid an exit to the VMM (~45 us each, docs/trap-paths.md)
+    # Four paths avoid an exit to the VMM (~30-45 us each, docs/trap-paths.md)
     # when the VMM enabled them in FAST: a guest user's SYSCALL bounced to
-    # the guest kernel's syscall callback, HYPERVISOR_iret back to guest
-    # user mode, and a single mmu_update (most of a boot's hypercalls). Each
-    # does what Vcpu::bounce, Vcpu::iret and Vcpu::mmu_update_one do;
+    # the guest kernel's syscall callback, HYPERVISOR_iret (to guest user or
+    # kernel mode), stack_switch, and a single mmu_update (most of a boot's
+    # hypercalls). Each does what Vcpu::bounce, Vcpu::iret, the VMM's
+    # stack_switch and Vcpu::mmu_update_one do;
     # anything unusual takes the exit. The VMM keeps the parameters current on every
     # resume and reads MODE back after every exit.
     # Stack on entry: [0] error code, [8] rip, [16] cs, [24] rflags, [32] rsp, [40] ss.
@@ -212,16 +222,14 @@ rxen_shim_pf_entry:
 .Lhypercall:
     cmpq $1, (%rsp)                             # HYPERVISOR_mmu_update?
     je .Lmmu_update
+    cmpq $3, (%rsp)                             # HYPERVISOR_stack_switch?
+    je .Lstack_switch
     cmpq $23, (%rsp)                            # HYPERVISOR_iret?
     jne .Lpf_exit
-    testb $2, rxen_shim_data + 0x38(%rip)      # FAST: iret to user
+    testb $2, rxen_shim_data + 0x38(%rip)      # FAST: iret
     jz .Lpf_exit
     push %rdx        # [0] rdx [8] rax [16] err [24] rip [32] cs [40] rflags [48] rsp [56] ss
     mov 48(%rsp), %rax   # iret_context: rax r11 rcx flags rip cs rflags rsp ss
-    mov 40(%rax), %rdx
-    and $3, %edx
-    cmp $3, %edx
-    jne .Lpf_exit_rdx                           # to guest kernel: the VMM does it
     mov rxen_shim_data + 0x68(%rip), %rdx
     btq $9, 48(%rax)                            # IF in the saved rflags?
     jnc 2f
@@ -236,14 +244,28 @@ rxen_shim_pf_entry:
     mov 16(%rax), %rcx
 4:  mov 32(%rax), %rdx
     mov %rdx, 24(%rsp)
-    movzwq 40(%rax), %rdx
-    mov %rdx, 32(%rsp)
     mov 48(%rax), %rdx
     and $-0x27001, %rdx                         # ~(IOPL | VM | NT)
     or $0x202, %rdx
     mov %rdx, 40(%rsp)
     mov 56(%rax), %rdx
     mov %rdx, 48(%rsp)
+    mov 40(%rax), %rdx
+    and $3, %edx
+    cmp $3, %edx
+    je 5f
+    # To guest kernel mode: its flat selectors, same page tables and GS.
+    movq $0xe033, 32(%rsp)                      # FLAT_KERNEL_CS
+    movq $0xe02b, 56(%rsp)                      # FLAT_KERNEL_SS
+    mov (%rax), %rax
+    mov %rax, 8(%rsp)
+    incq rxen_shim_data + 0x78(%rip)
+    pop %rdx
+    pop %rax
+    add $8, %rsp
+    iretq
+5:  movzwq 40(%rax), %rdx                       # to guest user mode
+    mov %rdx, 32(%rsp)
     movzwq 64(%rax), %rdx
     or $3, %rdx
     mov %rdx, 56(%rsp)
@@ -254,6 +276,38 @@ rxen_shim_pf_entry:
     movq $0, rxen_shim_data + 0x30(%rip)       # MODE = user
     incq rxen_shim_data + 0x78(%rip)
     swapgs
+    pop %rdx
+    pop %rax
+    add $8, %rsp
+    iretq
+
+    # stack_switch(ss, sp): the guest kernel stack for its next entries.
+    # Refused (left to the VMM) when the 16-aligned top would be below 4 KiB
+    # or inside rxen's slots (plus the frame's 64 bytes): the syscall fast
+    # path writes bounce frames there at CPL0.
+.Lstack_switch:
+    testb $16, rxen_shim_data + 0x38(%rip)     # FAST: stack_switch
+    jz .Lpf_exit
+    push %rdx        # [0] rdx [8] rax [16] err [24] rip [32] cs [40] rflags [48] rsp [56] ss
+    mov %rsi, %rax
+    and $-16, %rax
+    cmp $4096, %rax
+    jb .Lpf_exit_rdx
+    movabs $0xffff800000000000, %rdx            # rxen's slots 256..271
+    cmp %rdx, %rax
+    jb 7f
+    movabs $0xffff880000000040, %rdx
+    cmp %rdx, %rax
+    jb .Lpf_exit_rdx
+7:  mov %rax, rxen_shim_data + 0x40(%rip)      # KERNEL_SP
+    mov %rsi, rxen_shim_data + 0xb0(%rip)      # RAW_KERNEL_SP
+    incq rxen_shim_data + 0xb8(%rip)
+    mov %rcx, 24(%rsp)                          # return to the stub
+    mov %r11, %rdx
+    and $-0x23001, %rdx                         # ~(IOPL | VM)
+    or $0x202, %rdx
+    mov %rdx, 40(%rsp)
+    movq $0, 8(%rsp)                            # rax = 0: done
     pop %rdx
     pop %rax
     add $8, %rsp

@@ -99,6 +99,18 @@ pub struct Vcpu {
     timer_deadline: u64,
     /// Armed at `timer_deadline`; created by [`Vcpu::run`] on the vCPU thread.
     timer: Option<crate::vcpu_timer::VcpuTimer>,
+    /// The shim's stack_switch counter when last read.
+    fast_stack_switches: u64,
+}
+
+/// What the shim's fast paths did (counters in its data page).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastPathCounts {
+    pub syscalls: u64,
+    pub irets: u64,
+    pub mmu_updates: u64,
+    pub clis: u64,
+    pub stack_switches: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -204,6 +216,7 @@ impl Vcpu {
             run_us_histogram: vec![0; 2001],
             timer_deadline: 0,
             timer: None,
+            fast_stack_switches: 0,
         }
     }
 
@@ -297,14 +310,15 @@ impl Vcpu {
             .map(|v| format!("{v}:{}", self.vector_counts[v]))
             .collect();
         tracing::info!("shim exits by vector: {}", by_vector.join(" "));
-        let (fast_syscalls, fast_irets, fast_mmu_updates, fast_clis) = self.fast_path_counts();
-        self.stats.syscalls += fast_syscalls;
-        self.stats.hypercalls += fast_irets + fast_mmu_updates;
+        let fast = self.fast_path_counts();
+        self.stats.syscalls += fast.syscalls;
+        self.stats.hypercalls += fast.irets + fast.mmu_updates + fast.stack_switches;
         tracing::info!(
-            fast_syscalls,
-            fast_irets,
-            fast_mmu_updates,
-            fast_clis,
+            fast_syscalls = fast.syscalls,
+            fast_irets = fast.irets,
+            fast_mmu_updates = fast.mmu_updates,
+            fast_clis = fast.clis,
+            fast_stack_switches = fast.stack_switches,
             "done in the shim without an exit (not in the counts above)"
         );
         tracing::info!(
@@ -348,6 +362,18 @@ impl Vcpu {
         let m = &self.dom.machine;
         if let Ok(mode) = m.ram.read_u64(m.shim_data_gpa(shim::data::MODE)) {
             self.kernel_mode = mode & 1 != 0;
+        }
+        // A stack_switch done in the shim since the last look.
+        if let Ok(n) = m
+            .ram
+            .read_u64(m.shim_data_gpa(shim::data::FAST_STACK_SWITCHES))
+        {
+            if n != self.fast_stack_switches {
+                self.fast_stack_switches = n;
+                if let Ok(sp) = m.ram.read_u64(m.shim_data_gpa(shim::data::RAW_KERNEL_SP)) {
+                    self.kernel_sp = sp;
+                }
+            }
         }
         match exit {
             Ok(VcpuExit::IoOut(port, _)) => self.on_trap(port),
@@ -661,12 +687,13 @@ impl Vcpu {
         if self.ptw.is_empty() {
             fast |= data::FAST_MMU_UPDATE;
         }
-        fast |= data::FAST_CLI;
+        fast |= data::FAST_CLI | data::FAST_STACK_SWITCH;
         let vi = crate::machine::Machine::direct_va(self.dom.vcpu_info());
         for (off, v) in [
             (data::MODE, self.kernel_mode as u64),
             (data::FAST, fast),
             (data::KERNEL_SP, sp),
+            (data::RAW_KERNEL_SP, self.kernel_sp),
             (data::SYSCALL_CALLBACK, self.syscall_callback),
             (data::KERNEL_CR3, self.kernel_cr3),
             (data::USER_CR3, self.user_cr3),
@@ -681,15 +708,16 @@ impl Vcpu {
 
     /// How often the shim's fast paths ran: (user syscalls, irets,
     /// mmu_updates, clis).
-    pub fn fast_path_counts(&self) -> (u64, u64, u64, u64) {
+    pub fn fast_path_counts(&self) -> FastPathCounts {
         let m = &self.dom.machine;
         let get = |off| m.ram.read_u64(m.shim_data_gpa(off)).unwrap_or(0);
-        (
-            get(shim::data::FAST_SYSCALLS),
-            get(shim::data::FAST_IRETS),
-            get(shim::data::FAST_MMU_UPDATES),
-            get(shim::data::FAST_CLIS),
-        )
+        FastPathCounts {
+            syscalls: get(shim::data::FAST_SYSCALLS),
+            irets: get(shim::data::FAST_IRETS),
+            mmu_updates: get(shim::data::FAST_MMU_UPDATES),
+            clis: get(shim::data::FAST_CLIS),
+            stack_switches: get(shim::data::FAST_STACK_SWITCHES),
+        }
     }
 
     pub fn record(&mut self, what: impl FnOnce() -> String) {
