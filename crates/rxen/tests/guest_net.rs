@@ -11,6 +11,8 @@
 //!   (checked against the guest's SHA-256); answers the host's ping.
 //! - Two domUs on one bridge (one with two queues): ping each other and
 //!   the host.
+//! - The TAP's carrier follows the frontend: down when the guest unbinds
+//!   netfront, up again when it binds and reconnects.
 //!
 //! Needs /dev/kvm and root; without them it fails and says so.
 
@@ -522,4 +524,56 @@ echo "IRQ-COUNTS=$(grep eth0 /proc/interrupts | while read n c rest; do echo -n 
         "events per queue {counts:?}:\n{t}"
     );
     b.finish();
+}
+
+/// Whether the host side of vif `name` has its carrier (the frontend is
+/// connected).
+fn carrier(ns: &NetNs, name: &str) -> bool {
+    let out = ns.run(&["ip", "link", "show", name]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "no {name}");
+    !text.contains("NO-CARRIER")
+}
+
+#[test]
+fn the_link_follows_the_frontend_and_it_reconnects_after_an_unbind() {
+    let ns = NetNs::new("link");
+    let dir = scratch("link");
+    let body = format!(
+        r#"ping -c 3 -W 5 {HOST_IP} >/dev/null && echo PING-HOST-OK
+read answer
+echo vif-0 > /sys/bus/xen/drivers/vif/unbind && echo UNBOUND
+read answer
+echo vif-0 > /sys/bus/xen/drivers/vif/bind
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+ip addr add 10.77.0.3/24 dev eth0
+ip link set eth0 up
+ping -c 3 -W 5 {HOST_IP} >/dev/null && echo PING-AGAIN-OK
+"#
+    );
+    let mut g = Guest::boot(
+        &ns,
+        &dir,
+        &format!("rxen-net-link-{}", std::process::id()),
+        "mac=00:16:3e:30:00:03, bridge=br0, vifname=rxtvifl",
+        init_script("10.77.0.3", &body),
+        256,
+    );
+    g.wait_for("PING-HOST-OK", Duration::from_secs(180));
+    assert!(carrier(&ns, "rxtvifl"), "carrier up while connected");
+    g.send("go\n");
+    g.wait_for("UNBOUND", Duration::from_secs(60));
+    let end = Instant::now() + Duration::from_secs(20);
+    while carrier(&ns, "rxtvifl") {
+        assert!(
+            Instant::now() < end,
+            "carrier still up after the frontend closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    g.send("again\n");
+    g.wait_for("PING-AGAIN-OK", Duration::from_secs(120));
+    assert!(carrier(&ns, "rxtvifl"), "carrier up again");
+    g.finish();
 }
