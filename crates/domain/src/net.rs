@@ -513,6 +513,8 @@ struct Worker {
     /// buffers, and whether reading waits for them.
     bufs: Vec<Vec<u8>>,
     waiting: Vec<Option<(VirtioNetHdr, usize)>>,
+    /// TAP queues that failed to read (not polled any more).
+    dead: Vec<bool>,
     rate: Option<RateLimiter>,
     /// A rate-limited tx ring is served again at this time.
     retry_at: Option<Instant>,
@@ -577,6 +579,7 @@ impl Worker {
             connected: false,
             bufs: vec![vec![0u8; hostnet::MAX_FRAME]; n],
             waiting: vec![None; n],
+            dead: vec![false; n],
             rate: dev
                 .rate
                 .map(|(b, us)| RateLimiter::from_rate(b, us, Instant::now())),
@@ -597,7 +600,7 @@ impl Worker {
             }];
             if self.connected {
                 for (t, q) in taps.iter().enumerate() {
-                    if self.waiting[t].is_none() {
+                    if self.waiting[t].is_none() && !self.dead[t] {
                         fds.push(libc::pollfd {
                             fd: q.as_raw_fd(),
                             events: libc::POLLIN,
@@ -694,14 +697,27 @@ impl Worker {
         let nq = vif.queues_mut().len();
         if failed.is_none() && nq > 0 {
             'taps: for (t, tap) in taps.iter().enumerate() {
+                if self.dead[t] {
+                    continue;
+                }
                 for _ in 0..RX_BATCH {
                     let (hdr, len) = match self.waiting[t].take() {
                         Some(w) => w,
                         None => match tap.recv(&mut self.bufs[t]) {
                             Ok(Some((h, len))) => (to_virtio(&h), len),
                             Ok(None) => break,
+                            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                                tracing::debug!("vif {}: TAP read: {e}", dev.devid);
+                                continue;
+                            }
                             Err(e) => {
-                                tracing::warn!("vif {}: TAP read: {e}", dev.devid);
+                                // The TAP went (deleted by hand?): stop
+                                // polling it rather than spin on its error.
+                                tracing::warn!(
+                                    "vif {}: TAP queue {t} read failed: {e}; no more packets from it",
+                                    dev.devid
+                                );
+                                self.dead[t] = true;
                                 break;
                             }
                         },
