@@ -161,7 +161,10 @@ pub fn boot(
         println!("--- {} console ---\n{}", hv.name(), transcript(&lines));
     }
     let stats = match hv {
-        Hypervisor::Rxen(_) => domain_log::read_stats(&state.join(name).join("domain.log")),
+        // The registry keeps a gone domain's log in STATE/logs/.
+        Hypervisor::Rxen(_) => {
+            domain_log::read_stats(&state.join("logs").join(format!("{name}.domain.log")))
+        }
         Hypervisor::Tcg => None,
     };
     Ok(Run {

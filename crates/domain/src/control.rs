@@ -178,6 +178,9 @@ pub struct Status {
     /// For a crash: what happened.
     pub crash_detail: Option<String>,
     pub monitor_pid: u32,
+    /// The domain's uuid (the config's, or the one the monitor made).
+    #[serde(default)]
+    pub uuid: Option<String>,
 }
 
 /// One request line.
@@ -390,6 +393,7 @@ mod tests {
             last_end: None,
             crash_detail: None,
             monitor_pid: 42,
+            uuid: Some("00000000-0000-4000-8000-000000000001".into()),
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["state"], "paused");

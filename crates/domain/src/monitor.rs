@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pv::domain::{DomainShared, ShutdownReason};
 use xenstore::DomId;
@@ -19,6 +19,7 @@ use xenstore::DomId;
 use crate::console_server::{self, InputTarget, Viewers};
 use crate::control::{Request, RequestMsg, ResponseMsg, RunState, Status, MAX_LINE};
 use crate::hub::{ConsoleOutput, HubState};
+use crate::terminal::{Control, Destroyed, RawMode};
 use crate::{DomainSpec, MonitorError};
 
 /// What to do when the guest stops (xl.cfg's `on_*` values).
@@ -57,6 +58,15 @@ impl Actions {
     }
 }
 
+/// Before booting a domain again, the monitor waits this long, as `xl`
+/// does.
+pub const RESTART_DELAY: Duration = Duration::from_secs(2);
+
+/// A restart this soon after the previous restart is refused and the domain
+/// destroyed, as xend (xl's predecessor; its MINIMUM_RESTART_TIME) did, so
+/// that a domain that crashes or reboots at once does not loop forever.
+pub const MIN_RESTART_INTERVAL: Duration = Duration::from_secs(20);
+
 /// Everything a detached monitor needs.
 #[derive(Debug, Clone)]
 pub struct MonitorSpec {
@@ -69,6 +79,10 @@ pub struct MonitorSpec {
     /// Leave the first boot paused before its first instruction
     /// (`create -p`).
     pub start_paused: bool,
+    /// `create -F -c`: this process's terminal is a console too (output on
+    /// stdout; stdin, raw when a terminal, fed to the guest; `^]` destroys
+    /// the domain).
+    pub terminal: bool,
 }
 
 /// The registry side of `rename-restart`, provided by the toolstack.
@@ -87,6 +101,11 @@ pub struct MonitorEnd {
     /// The domain's name at the end (it may have been renamed).
     pub name: String,
     pub boots: u32,
+    /// Set when this host's side ended it: `^]` on the terminal or a signal.
+    pub destroyed: Option<Destroyed>,
+    /// The last boot: from its first instruction to its end, and its counters.
+    pub elapsed: Duration,
+    pub stats: pv::vcpu::Stats,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +129,7 @@ struct St {
     boots: u32,
     last_end: Option<ShutdownReason>,
     destroy: bool,
+    destroyed_by: Option<Destroyed>,
 }
 
 struct Shared {
@@ -154,6 +174,7 @@ impl Shared {
             last_end: st.last_end.as_ref().map(|r| r.name().to_string()),
             crash_detail,
             monitor_pid: std::process::id(),
+            uuid: Some(crate::store_layout::format_uuid(&self.uuid)),
         }
     }
 
@@ -169,9 +190,12 @@ impl Shared {
         }
     }
 
-    fn destroy(&self) {
+    fn destroy(&self, why: Option<Destroyed>) {
         let mut st = self.st.lock().unwrap();
         st.destroy = true;
+        if st.destroyed_by.is_none() {
+            st.destroyed_by = why;
+        }
         if let Some(d) = &st.dom {
             d.request_shutdown(ShutdownReason::Destroyed);
         }
@@ -210,7 +234,7 @@ impl Shared {
             }
             Request::Destroy => {
                 tracing::info!("destroy requested");
-                self.destroy();
+                self.destroy(None);
                 Ok(serde_json::Value::Null)
             }
             Request::Pause => {
@@ -313,6 +337,7 @@ pub fn run_detached(
             boots: 0,
             last_end: None,
             destroy: false,
+            destroyed_by: None,
         }),
         cv: Condvar::new(),
         domid: m.domid,
@@ -345,9 +370,23 @@ pub fn run_detached(
             .map_err(|e| fail(&mut ready, MonitorError::Thread(e)))?;
     }
 
+    let raw = if m.terminal {
+        RawMode::enter(libc::STDIN_FILENO)
+            .map_err(|e| fail(&mut ready, MonitorError::Terminal(e)))?
+    } else {
+        None
+    };
+    let mut elapsed = Duration::ZERO;
+    let mut last_stats = pv::vcpu::Stats::default();
+    let mut last_restart: Option<Instant> = None;
     loop {
         spec.name = shared.st.lock().unwrap().name.clone();
-        let output = ConsoleOutput::new(Some(viewers.sink()), log.try_clone().ok());
+        let sink: Box<dyn Write + Send> = if m.terminal {
+            Box::new(Tee(viewers.sink(), Some(Box::new(std::io::stdout()))))
+        } else {
+            viewers.sink()
+        };
+        let output = ConsoleOutput::new(Some(sink), log.try_clone().ok());
         let (prepared, hub) = match crate::build(&spec, m.domid, output) {
             Ok(b) => b,
             Err(e) if ready.is_some() => return Err(fail(&mut ready, e)),
@@ -399,6 +438,23 @@ pub fn run_detached(
             dom.request_shutdown(ShutdownReason::Destroyed);
             return Err(fail(&mut ready, e.into()));
         }
+        let control = Arc::new(Control::default());
+        let feed = if m.terminal {
+            let (h, d, c) = (hub.clone(), dom.clone(), control.clone());
+            let t = std::thread::Builder::new()
+                .name("rxen-console-in".into())
+                .spawn(move || crate::terminal::feed_console(libc::STDIN_FILENO, h, d, c));
+            match t {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    dom.request_shutdown(ShutdownReason::Destroyed);
+                    return Err(fail(&mut ready, MonitorError::Thread(e)));
+                }
+            }
+        } else {
+            None
+        };
+        let started = Instant::now();
         let s = shared.clone();
         let vcpu = std::thread::Builder::new()
             .name("rxen-vcpu0".into())
@@ -426,9 +482,17 @@ pub fn run_detached(
                 0,
             ),
         };
+        elapsed = started.elapsed();
+        last_stats = stats;
         hub.stop_block();
         hub.stop_net();
         let _ = blk.join();
+        control
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(f) = feed {
+            let _ = f.join();
+        }
         *input.lock().unwrap() = None;
         drop(dom);
         drop(hub);
@@ -440,6 +504,9 @@ pub fn run_detached(
             st.dom = None;
             st.hub = None;
             st.last_end = Some(reason.clone());
+            if st.destroyed_by.is_none() {
+                st.destroyed_by = control.destroyed.lock().unwrap().clone();
+            }
             destroyed = st.destroy;
         }
         tracing::info!(reason = reason.name(), detail = ?reason, ?stats, "domain stopped");
@@ -456,9 +523,35 @@ pub fn run_detached(
         match action {
             OnShutdown::Destroy => break,
             OnShutdown::Restart => {
-                tracing::info!("restarting (on_{} = restart)", action_key(&reason));
+                let key = action_key(&reason);
+                if let Some(since) = last_restart.map(|t| t.elapsed()) {
+                    if since < MIN_RESTART_INTERVAL {
+                        tracing::error!(
+                            since_last_restart = ?since,
+                            "not restarting (on_{key} = restart): the domain is restarting too \
+                             fast (less than {} s since the last restart); destroying it",
+                            MIN_RESTART_INTERVAL.as_secs()
+                        );
+                        note(&format!(
+                            "- restarting too fast ({:.1} s since the last restart): destroyed",
+                            since.as_secs_f64()
+                        ));
+                        break;
+                    }
+                }
+                tracing::info!("restarting (on_{key} = restart) in {RESTART_DELAY:?}");
                 note("- restarting");
-                shared.st.lock().unwrap().phase = Phase::Starting;
+                let mut st = shared.st.lock().unwrap();
+                st.phase = Phase::Starting;
+                let wait = Instant::now();
+                while !st.destroy && wait.elapsed() < RESTART_DELAY {
+                    let left = RESTART_DELAY.saturating_sub(wait.elapsed());
+                    st = shared.cv.wait_timeout(st, left).unwrap().0;
+                }
+                if st.destroy {
+                    break;
+                }
+                last_restart = Some(Instant::now());
                 continue;
             }
             OnShutdown::Preserve | OnShutdown::RenameRestart => {
@@ -487,12 +580,36 @@ pub fn run_detached(
             }
         }
     }
+    drop(raw);
     let st = shared.st.lock().unwrap();
     Ok(MonitorEnd {
         last: st.last_end.clone(),
         name: st.name.clone(),
         boots: st.boots,
+        destroyed: st.destroyed_by.clone(),
+        elapsed,
+        stats: last_stats,
     })
+}
+
+/// Console output to the viewers and this process's terminal (`-F -c`);
+/// a terminal that fails (closed stdout) is dropped, the viewers stay.
+struct Tee(Box<dyn Write + Send>, Option<Box<dyn Write + Send>>);
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        if let Some(t) = &mut self.1 {
+            if let Err(e) = t.write_all(buf).and_then(|_| t.flush()) {
+                tracing::warn!("console output to the terminal stopped: {e}");
+                self.1 = None;
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn action_key(reason: &ShutdownReason) -> &'static str {
@@ -512,8 +629,13 @@ fn watch_signals(shared: &Shared) {
         if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
             continue;
         }
-        tracing::info!(signal = sig, "signal received: destroying the domain");
-        shared.destroy();
+        let name = match sig {
+            libc::SIGINT => "SIGINT",
+            libc::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        };
+        tracing::info!(signal = name, "signal received: destroying the domain");
+        shared.destroy(Some(Destroyed::Signal(name)));
     }
 }
 

@@ -82,24 +82,28 @@ pub fn list(reg: &Registry, long: bool, doms: &[String]) -> Result<()> {
     let with_dom0 = doms.is_empty() || doms.iter().any(|d| is_dom0(d));
     let all: Vec<Dom> = entries.into_iter().map(|e| Dom::load(reg, e)).collect();
     if long {
-        let v: Vec<serde_json::Value> = all
-            .iter()
-            .map(|d| {
-                serde_json::json!({
-                    "domid": d.entry.id,
-                    "name": d.entry.name,
-                    "state": d.state(),
-                    "monitor_pid": d.entry.pid,
-                    "status": d.status,
-                    "config": d.entry.config,
-                })
-            })
-            .collect();
+        let v: Vec<serde_json::Value> = all.iter().map(long_entry).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", list_table(&all, with_dom0));
     }
     Ok(())
+}
+
+/// One domain as `xl list -l` prints it: `domid` and libxl's domain config
+/// (`c_info`, `b_info`, `disks`, `nics`, `on_*`); what only rxen knows (run
+/// state, boots, CPU time, the monitor) is under `rxen`.
+pub fn long_entry(d: &Dom) -> serde_json::Value {
+    let uuid = d.status.as_ref().and_then(|s| s.uuid.as_deref());
+    serde_json::json!({
+        "domid": d.entry.id,
+        "config": toolstack::config::libxl_json::domain_config(&d.entry.config, uuid),
+        "rxen": {
+            "state": d.state(),
+            "monitor_pid": d.entry.pid,
+            "status": d.status,
+        },
+    })
 }
 
 fn is_dom0(d: &str) -> bool {
@@ -421,14 +425,13 @@ mod tests {
             last_end: None,
             crash_detail: None,
             monitor_pid: 9,
+            uuid: None,
         };
-        let t = list_table(
-            &[Dom {
-                entry,
-                status: Some(status),
-            }],
-            true,
-        );
+        let dom = Dom {
+            entry,
+            status: Some(status),
+        };
+        let t = list_table(std::slice::from_ref(&dom), true);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
@@ -444,5 +447,15 @@ mod tests {
             lines[0].find("State").unwrap() + 5,
             lines[2].find("--p---").unwrap() + 6
         );
+
+        // `list -l`: xl's layout, rxen's own facts apart.
+        let v = long_entry(&dom);
+        assert_eq!(v["domid"], 3);
+        assert_eq!(v["config"]["c_info"]["name"], "web");
+        assert_eq!(v["config"]["b_info"]["target_memkb"], 128 * 1024);
+        assert_eq!(v["config"]["on_reboot"], "restart");
+        assert_eq!(v["rxen"]["state"], "paused");
+        assert_eq!(v["rxen"]["monitor_pid"], 9);
+        assert_eq!(v["rxen"]["status"]["cpu_time_ns"], 12_345_000_000u64);
     }
 }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -227,6 +227,7 @@ pub fn monitor(state: &Path, id: u16, lock_fd: RawFd, ready_fd: RawFd, paused: b
         console_socket: paths.console_socket.clone(),
         console_log: paths.console_log.clone(),
         start_paused: paused,
+        terminal: false,
     };
     let hooks = Arc::new(RegistryHooks {
         reg: reg.clone(),
@@ -252,6 +253,96 @@ pub fn monitor(state: &Path, id: u16, lock_fd: RawFd, ready_fd: RawFd, paused: b
     let _ = reg.remove(id);
     drop(lock);
     result.map(|_| ()).map_err(Into::into)
+}
+
+/// How a `create -F` domain ended, and where its logs were kept.
+pub struct ForegroundEnd {
+    pub ended: domain::Ended,
+    pub console_log: PathBuf,
+    pub domain_log: PathBuf,
+}
+
+/// `create -F`: the domain is registered like a detached one (it shows in
+/// `rxen list`; `rxen console`, `destroy`, `pause`, ... reach it from other
+/// terminals) but this process is its monitor, and it runs once: however
+/// the guest stops, the domain ends and leaves the registry, its logs kept
+/// in STATE/logs/. `console` also attaches it to this terminal.
+pub fn foreground(
+    reg: &Registry,
+    cfg: &DomainConfig,
+    disks: Vec<domain::blk::DiskAttach>,
+    nics: Vec<domain::net::NicAttach>,
+    console: bool,
+) -> Result<ForegroundEnd> {
+    let res = reg.reserve(cfg)?;
+    let paths = res.paths.clone();
+    crate::init_logging(&paths.domain_log)?;
+    tracing::info!(
+        id = res.entry.id,
+        name = cfg.name,
+        pid = std::process::id(),
+        "foreground domain registered"
+    );
+    let lock = res
+        .domain_lock
+        .try_clone()
+        .context("cannot keep the domain lock")?;
+    let entry = res.commit(std::process::id())?;
+    let spec = MonitorSpec {
+        domain: domain_spec(cfg, disks, nics),
+        domid: entry.id,
+        actions: Actions {
+            on_poweroff: OnShutdown::Destroy,
+            on_reboot: OnShutdown::Destroy,
+            on_crash: OnShutdown::Destroy,
+        },
+        control_socket: paths.control_socket.clone(),
+        console_socket: paths.console_socket.clone(),
+        console_log: paths.console_log.clone(),
+        start_paused: false,
+        terminal: console,
+    };
+    let hooks = Arc::new(RegistryHooks {
+        reg: reg.clone(),
+        id: entry.id,
+        config: Mutex::new(cfg.clone()),
+    });
+    let result = domain::monitor::run_detached(&spec, hooks, Box::new(|_| {}));
+    let name = match &result {
+        Ok(end) => end.name.clone(),
+        Err(_) => cfg.name.clone(),
+    };
+    let result = result.map(|end| domain::Ended {
+        reason: end.last.unwrap_or(pv::domain::ShutdownReason::Destroyed),
+        destroyed: end.destroyed,
+        elapsed: end.elapsed,
+        stats: end.stats,
+    });
+    if let Ok(e) = &result {
+        tracing::info!(
+            reason = e.reason.name(),
+            detail = ?e.reason,
+            destroyed = e.destroyed.as_ref().map(|d| d.to_string()),
+            elapsed = ?e.elapsed,
+            stats = ?e.stats,
+            "domain ended"
+        );
+    }
+    let _ = reg.remove(entry.id);
+    drop(lock);
+    let (console_log, domain_log) = reg.kept_logs(&name);
+    let ended = result.with_context(|| {
+        format!(
+            "cannot start domain '{}' (domain log: {})",
+            cfg.name,
+            domain_log.display()
+        )
+    })?;
+    Ok(ForegroundEnd {
+        ended,
+        console_log,
+        domain_log,
+    })
 }
 
 fn init_stderr_logging() {

@@ -17,17 +17,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use domain::state::{state_dir, DomainFiles};
-use domain::{DomainSpec, Foreground};
+use domain::state::state_dir;
 use exit::Status;
 #[cfg(test)]
 use exit::EXIT_STATUS_HELP;
 use toolstack::client::{Request, ShutdownKind};
 use toolstack::registry::Registry;
-
-/// The id a foreground domain gets (ids are allocated by the toolstack's
-/// registry once detached domains exist).
-const FOREGROUND_DOMID: u16 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -228,8 +223,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CreateArgs {
-    /// Stay in the foreground until the domain ends (the domain is not
-    /// registered; ^] or a signal ends it).
+    /// Stay in the foreground until the domain ends (it runs once; it is
+    /// listed and reachable like any domain meanwhile; ^] or a signal ends it).
     #[arg(short = 'F')]
     foreground: bool,
     /// Attach the console after creating (detached: ^] detaches; with -F:
@@ -278,8 +273,10 @@ const CREATE_HELP: &str = concat!(
     "STATE: $RXEN_STATE_DIR, /run/rxen for root, else $XDG_RUNTIME_DIR/rxen;\n",
     "log level: $RXEN_LOG, default info).\n",
     "\n",
-    "With -F the domain runs once in this process, is not registered (no\n",
-    "`rxen list`) and logs to STATE/NAME/; its exit status says how it ended.\n",
+    "With -F the domain runs once in this process (whatever way the guest\n",
+    "stops, it ends); meanwhile it is registered like any domain (`rxen list`,\n",
+    "`rxen console`, `rxen destroy` from another terminal). Its exit status\n",
+    "says how it ended.\n",
     "\n",
     "Exit status:\n",
     exit_status_help!()
@@ -385,18 +382,14 @@ fn create(args: CreateArgs) -> Result<Status> {
     }
     let disks = disks_of(&cfg, &file.display().to_string())?;
     let nics = nics_of(&cfg, &file.display().to_string())?;
+    detached::absolutize(&mut cfg)?;
+    let reg = registry()?;
     if args.foreground {
         if args.paused {
             bail!("-p (paused) needs a detached domain: drop -F");
         }
-        return run(
-            &detached::domain_spec(&cfg, disks, nics),
-            args.console,
-            args.quiet,
-        );
+        return run(&reg, &cfg, disks, nics, args.console, args.quiet);
     }
-    detached::absolutize(&mut cfg)?;
-    let reg = registry()?;
     let entry = detached::create(&reg, &cfg, args.paused)?;
     if !args.quiet {
         eprintln!(
@@ -586,38 +579,35 @@ fn demo(args: DemoArgs) -> Result<Status> {
         initramfs.display(),
         t.elapsed()
     );
-    let spec = DomainSpec {
-        name: "demo".into(),
-        uuid: None,
-        memory_mib: 256,
-        maxmem_mib: 256,
-        vcpus: 1,
-        kernel: kernel.vmlinuz,
-        ramdisk: Some(initramfs),
-        cmdline: "console=hvc0".into(),
-        disks: Vec::new(),
-        nics: Vec::new(),
-    };
+    // As if from this config file (JSON strings are valid xl.cfg strings).
+    let text = format!(
+        "name = \"demo\"\nkernel = {}\nramdisk = {}\nmemory = 256\nextra = \"console=hvc0\"\n",
+        serde_json::to_string(&kernel.vmlinuz)?,
+        serde_json::to_string(&initramfs)?
+    );
+    let (cfg, _) = toolstack::config::parse_config::<&str>(&text, "<demo>", &[])?;
     eprintln!(
         "rxen: booting Linux {} as domain 'demo' (256 MiB, console=hvc0); ^] ends it",
         kernel.version
     );
-    run(&spec, true, false)
+    run(&registry()?, &cfg, Vec::new(), Vec::new(), true, false)
 }
 
-/// Runs `spec` in the foreground and says how it ended.
-fn run(spec: &DomainSpec, console: bool, quiet: bool) -> Result<Status> {
-    let files = DomainFiles::new(&state_dir(), &spec.name);
-    init_logging(&files.domain_log)?;
-    let ended = domain::run_foreground(
-        spec,
-        &Foreground {
-            attach_console: console,
-            console_log: Some(files.console_log.clone()),
-            domid: FOREGROUND_DOMID,
-        },
-    )
-    .with_context(|| format!("cannot start domain '{}'", spec.name))?;
+/// Runs `cfg` in the foreground (registered, see [`detached::foreground`])
+/// and says how it ended.
+fn run(
+    reg: &Registry,
+    cfg: &toolstack::config::DomainConfig,
+    disks: Vec<domain::blk::DiskAttach>,
+    nics: Vec<domain::net::NicAttach>,
+    console: bool,
+    quiet: bool,
+) -> Result<Status> {
+    let detached::ForegroundEnd {
+        ended,
+        console_log,
+        domain_log,
+    } = detached::foreground(reg, cfg, disks, nics, console)?;
     let status = Status::of(&ended);
     let secs = ended.elapsed.as_secs_f64();
     let what = match (&ended.destroyed, &ended.reason) {
@@ -632,13 +622,13 @@ fn run(spec: &DomainSpec, console: bool, quiet: bool) -> Result<Status> {
         }
         eprintln!(
             "rxen: domain '{}' {what} after {secs:.2} s (exit status {})",
-            spec.name, status as u8
+            cfg.name, status as u8
         );
         if status == Status::Crash {
             eprintln!(
                 "rxen: console log: {}\nrxen: domain log:  {}",
-                files.console_log.display(),
-                files.domain_log.display()
+                console_log.display(),
+                domain_log.display()
             );
         }
     }
@@ -663,7 +653,7 @@ fn report(e: &anyhow::Error) -> String {
 }
 
 /// Sends `tracing` output to `path` (level from `$RXEN_LOG`, default info).
-fn init_logging(path: &Path) -> Result<()> {
+pub(crate) fn init_logging(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| {
             format!(

@@ -301,10 +301,28 @@ fn three_domains_live_side_by_side() {
         info.contains("nr_cpus") && info.contains("domains                : 3"),
         "{info}"
     );
+    // `list -l`: xl's layout (libxl's domain config), rxen's facts apart.
     let long = h.long("ts-a");
-    assert_eq!(long["config"]["name"], "ts-a");
-    assert_eq!(long["config"]["memory"], 128);
-    assert_eq!(long["config"]["on_reboot"], "restart");
+    assert_eq!(long["domid"], 1);
+    let c = &long["config"];
+    assert_eq!(c["c_info"]["name"], "ts-a");
+    assert_eq!(c["c_info"]["type"], "pv");
+    assert_eq!(
+        c["c_info"]["uuid"].as_str().map(str::len),
+        Some(36),
+        "the uuid the monitor made: {long}"
+    );
+    assert_eq!(c["b_info"]["target_memkb"], 128 * 1024);
+    assert_eq!(c["b_info"]["max_vcpus"], 1);
+    assert_eq!(c["b_info"]["kernel"], h.kernel.display().to_string());
+    assert_eq!(c["b_info"]["cmdline"], "console=hvc0 quiet");
+    assert_eq!(c["disks"], serde_json::json!([]));
+    assert_eq!(c["on_reboot"], "restart");
+    assert_eq!(h.long("ts-b")["config"]["on_crash"], "preserve");
+    assert_eq!(
+        long["rxen"]["monitor_pid"],
+        long["rxen"]["status"]["monitor_pid"]
+    );
 
     for id in 1..=3 {
         wait_booted(&h, id);
@@ -336,7 +354,11 @@ fn three_domains_live_side_by_side() {
     std::thread::sleep(Duration::from_millis(300));
     h.ok(&["pause", "ts-b"]);
     assert_eq!(h.row("ts-b").unwrap().1, "--p---");
-    let cpu = || h.long("ts-b")["status"]["cpu_time_ns"].as_u64().unwrap();
+    let cpu = || {
+        h.long("ts-b")["rxen"]["status"]["cpu_time_ns"]
+            .as_u64()
+            .unwrap()
+    };
     let cpu0 = cpu();
     vb.send("echo T=$(date +%s) P-$((2+3))\n");
     std::thread::sleep(Duration::from_secs(3));
@@ -369,12 +391,12 @@ fn three_domains_live_side_by_side() {
     h.ok(&["reboot", "-w", "ts-a"]);
     // -w returns once the old boot ended; the new one follows.
     wait_until(BOOT, "ts-a to boot again", || {
-        h.long("ts-a")["status"]["boots"] == 2
+        h.long("ts-a")["rxen"]["status"]["boots"] == 2
     });
     let long = h.long("ts-a");
     assert_eq!(long["domid"], 1);
-    assert_eq!(long["status"]["boots"], 2, "{long}");
-    assert_eq!(long["status"]["last_end"], "reboot");
+    assert_eq!(long["rxen"]["status"]["boots"], 2, "{long}");
+    assert_eq!(long["rxen"]["status"]["last_end"], "reboot");
 
     // Crash with on_crash = "preserve": kept as crashed until destroyed.
     vb.send("echo c > /proc/sysrq-trigger\n");
@@ -386,7 +408,7 @@ fn three_domains_live_side_by_side() {
         "{}",
         h.console_log(2)
     );
-    assert_eq!(h.long("ts-b")["status"]["last_end"], "crash");
+    assert_eq!(h.long("ts-b")["rxen"]["status"]["last_end"], "crash");
     drop(vb);
     h.ok(&["destroy", "ts-b"]);
     assert!(h.row("ts-b").is_none());
@@ -408,7 +430,7 @@ fn three_domains_live_side_by_side() {
     );
 
     // kill -9 of a monitor: `list` tells the truth and the name is free.
-    let pid = h.long("ts-a")["monitor_pid"].as_u64().unwrap();
+    let pid = h.long("ts-a")["rxen"]["monitor_pid"].as_u64().unwrap();
     // SAFETY: kill(2) on the monitor this test started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     wait_until(Duration::from_secs(10), "the killed monitor to go", || {
@@ -475,7 +497,7 @@ fn rename_restart_keeps_the_old_domain_and_starts_a_new_one() {
     assert_eq!(h.row("ts-rr").map(|r| r.0), Some(2));
     wait_booted(&h, 2);
     // SIGTERM to a monitor destroys its domain cleanly, logs kept.
-    let pid = h.long("ts-rr")["monitor_pid"].as_u64().unwrap();
+    let pid = h.long("ts-rr")["rxen"]["monitor_pid"].as_u64().unwrap();
     // SAFETY: kill(2) on the monitor this test started.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     wait_until(Duration::from_secs(10), "SIGTERM to end ts-rr", || {
@@ -517,4 +539,117 @@ fn a_domain_that_cannot_start_says_why_and_leaves_nothing() {
     h.ok(&["create", "-q", "-p", cfg.to_str().unwrap()]);
     assert_eq!(h.row("ts-bad").map(|r| r.0), Some(1));
     h.ok(&["destroy", "ts-bad"]);
+}
+
+#[test]
+fn a_foreground_domain_is_listed_and_reachable_from_other_terminals() {
+    let h = Host::new("fg");
+    let cfg = h.config("ts-fg", "");
+    let mut fg = h
+        .cmd(&["create", "-F", "-c", cfg.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rxen create -F");
+    let out = Arc::new(Mutex::new(Vec::new()));
+    {
+        let mut stdout = fg.stdout.take().unwrap();
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    // Listed like any domain while it runs, with this process as monitor.
+    wait_until(BOOT, "ts-fg to be listed", || h.row("ts-fg").is_some());
+    assert_eq!(h.row("ts-fg").unwrap().0, 1);
+    let long = h.long("ts-fg");
+    assert_eq!(long["rxen"]["monitor_pid"], fg.id());
+    assert_eq!(long["config"]["c_info"]["name"], "ts-fg");
+    // The name is taken meanwhile.
+    let o = h.run(&["create", "-q", cfg.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    wait_booted(&h, 1);
+    // A console from another terminal: typed there, answered in both.
+    let mut v = Viewer::attach(&h, "ts-fg");
+    std::thread::sleep(Duration::from_millis(300));
+    v.send("echo fg-$((5*5))\n");
+    v.expect("fg-25", ANSWER);
+    v.detach();
+    wait_until(ANSWER, "the -F terminal to show the answer", || {
+        String::from_utf8_lossy(&out.lock().unwrap()).contains("fg-25")
+    });
+    // Paused and destroyed from another terminal: the -F command ends and
+    // says so (exit status 5), the entry goes, the logs stay.
+    h.ok(&["pause", "ts-fg"]);
+    assert_eq!(h.row("ts-fg").unwrap().1, "--p---");
+    h.ok(&["destroy", "ts-fg"]);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = fg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < ANSWER, "rxen create -F did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    fg.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(err.contains("domain 'ts-fg' destroyed"), "{err}");
+    assert!(h.list().is_empty(), "{:?}", h.list());
+    assert!(!h.state().join("1").exists());
+    let kept = std::fs::read_to_string(h.state().join("logs/ts-fg.console.log")).unwrap();
+    assert!(kept.contains("fg-25"), "{kept}");
+    let log = std::fs::read_to_string(h.state().join("logs/ts-fg.domain.log")).unwrap();
+    assert!(log.contains("domain ended"), "{log}");
+}
+
+#[test]
+fn restarts_that_come_too_fast_are_refused() {
+    let h = Host::new("loop");
+    let kernel = guestprep::hostile_kernel().expect("build the hostile kernel (gcc, libxen-dev)");
+    for (name, mode, key) in [
+        ("ts-crashloop", "crash", "on_crash"),
+        ("ts-rebootloop", "reboot", "on_reboot"),
+    ] {
+        let cfg = h.dir.join(format!("{name}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"{name}\"\nkernel = \"{}\"\nmemory = 32\nextra = \"mode={mode}\"\n\
+                 {key} = \"restart\"\n",
+                kernel.display()
+            ),
+        )
+        .unwrap();
+        let t = Instant::now();
+        h.ok(&["create", "-q", cfg.to_str().unwrap()]);
+        // The first restart is allowed (after xl's pause); the second comes
+        // within MIN_RESTART_INTERVAL of it and the domain is destroyed.
+        wait_until(
+            Duration::from_secs(120),
+            &format!("{name} to be given up"),
+            || h.row(name).is_none(),
+        );
+        assert!(
+            t.elapsed() >= Duration::from_secs(2),
+            "no pause before the restart"
+        );
+        let log =
+            std::fs::read_to_string(h.state().join(format!("logs/{name}.domain.log"))).unwrap();
+        assert!(log.contains("restarting too fast"), "{log}");
+        assert!(log.contains("boots=2"), "{log}");
+        let console =
+            std::fs::read_to_string(h.state().join(format!("logs/{name}.console.log"))).unwrap();
+        let marker = format!("HOSTILE-{}-AT-BOOT", mode.to_uppercase());
+        assert_eq!(console.matches(&marker).count(), 2, "{console}");
+        assert!(console.contains("restarting too fast"), "{console}");
+    }
+    assert!(h.list().is_empty());
 }

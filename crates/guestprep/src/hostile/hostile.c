@@ -9,6 +9,8 @@
  * Command line (start_info.cmd_line), space-separated:
  *   mode=fuzz|script  fuzz: randomised garbage; script: a fixed list of bad
  *                     calls whose return values are printed
+ *   mode=crash|reboot shut down at once as crashed / rebooting (a domain
+ *                     that fails at boot, for the toolstack's restart rules)
  *   seed=N count=N    the fuzzer's xorshift seed and number of hypercalls
  *
  * Output lines on console_io: "HOSTILE-RET name value" (script mode),
@@ -811,6 +813,16 @@ void kmain(start_info_t *si) {
     }
 
     const char *mode = opt(cmdline, "mode=");
+    if (mode && mode[0] == 'c') {
+        say("HOSTILE-CRASH-AT-BOOT");
+        shutdown(SHUTDOWN_crash);
+        return;
+    }
+    if (mode && mode[0] == 'r') {
+        say("HOSTILE-REBOOT-AT-BOOT");
+        shutdown(SHUTDOWN_reboot);
+        return;
+    }
     if (mode && mode[0] == 's') {
         script();
         shutdown(SHUTDOWN_poweroff);

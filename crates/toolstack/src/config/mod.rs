@@ -19,6 +19,7 @@ pub mod disk;
 pub mod domain;
 pub mod error;
 mod lexer;
+pub mod libxl_json;
 pub mod syntax;
 pub mod vif;
 
