@@ -121,8 +121,9 @@ fn field(line: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Samples of (when, thread name → CPU seconds).
-type Samples = Vec<(Instant, Vec<(String, f64)>)>;
+/// Samples of (when, thread name → (seconds on a CPU, seconds runnable
+/// but waiting for one)).
+type Samples = Vec<(Instant, Vec<(String, (f64, f64))>)>;
 
 /// CPU time of each thread of some processes, sampled every 250 ms in the
 /// background: which thread was busy during a transfer says what bounds it.
@@ -131,27 +132,26 @@ struct Sampler {
     samples: std::sync::Arc<std::sync::Mutex<Samples>>,
 }
 
-/// Thread name → CPU seconds, for every thread of `pid` (`name` is
-/// prefixed with `tag`).
-fn thread_cpu(pid: u32, tag: &str, out: &mut Vec<(String, f64)>) {
+/// Thread name → (seconds on a CPU, seconds waiting for one), for every
+/// thread of `pid` (`name` prefixed with `tag`), from schedstat.
+fn thread_cpu(pid: u32, tag: &str, out: &mut Vec<(String, (f64, f64))>) {
     let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return;
     };
     for t in rd.flatten() {
-        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+        let (Ok(comm), Ok(sched)) = (
+            std::fs::read_to_string(t.path().join("comm")),
+            std::fs::read_to_string(t.path().join("schedstat")),
+        ) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = &stat[open + 1..close];
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        // utime and stime are fields 14 and 15, in USER_HZ (100) ticks.
-        let ticks: f64 = f
-            .get(11..13)
-            .map(|v| v.iter().filter_map(|x| x.parse::<f64>().ok()).sum())
-            .unwrap_or(0.0);
-        out.push((format!("{tag}{name}"), ticks / 100.0));
+        let f: Vec<f64> = sched
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() >= 2 {
+            out.push((format!("{tag}{}", comm.trim()), (f[0] / 1e9, f[1] / 1e9)));
+        }
     }
 }
 
@@ -173,9 +173,10 @@ impl Sampler {
         Sampler { stop, samples }
     }
 
-    /// Busy fraction of each thread over the `secs` before `end`, busiest
-    /// first (threads summed by name).
-    fn busy(&self, end: Instant, secs: f64) -> Vec<(String, f64)> {
+    /// Per thread over the `secs` before `end`: the fraction of the time
+    /// on a CPU and the fraction runnable but waiting for one; busiest
+    /// first (threads of one name summed).
+    fn busy(&self, end: Instant, secs: f64) -> Vec<(String, f64, f64)> {
         let s = self.samples.lock().unwrap();
         let start = end - Duration::from_secs_f64(secs);
         let a = s.iter().rev().find(|(t, _)| *t <= start).or(s.first());
@@ -184,21 +185,24 @@ impl Sampler {
             return Vec::new();
         };
         let span = b.0.duration_since(a.0).as_secs_f64().max(1e-3);
-        let sum = |v: &[(String, f64)], n: &str| -> f64 {
-            v.iter().filter(|(m, _)| m == n).map(|(_, c)| c).sum()
+        let sum = |v: &[(String, (f64, f64))], n: &str| -> (f64, f64) {
+            v.iter()
+                .filter(|(m, _)| m == n)
+                .fold((0.0, 0.0), |acc, (_, c)| (acc.0 + c.0, acc.1 + c.1))
         };
         let mut names: Vec<String> = b.1.iter().map(|(n, _)| n.clone()).collect();
         names.sort();
         names.dedup();
-        let mut out: Vec<(String, f64)> = names
+        let mut out: Vec<(String, f64, f64)> = names
             .into_iter()
             .map(|n| {
-                let d = sum(&b.1, &n) - sum(&a.1, &n);
-                (n, d / span)
+                let (r1, w1) = sum(&b.1, &n);
+                let (r0, w0) = sum(&a.1, &n);
+                (n, (r1 - r0) / span, (w1 - w0) / span)
             })
-            .filter(|(_, f)| *f >= 0.02)
+            .filter(|(_, r, w)| r + w >= 0.02)
             .collect();
-        out.sort_by(|x, y| y.1.total_cmp(&x.1));
+        out.sort_by(|x, y| (y.1 + y.2).total_cmp(&(x.1 + x.2)));
         out
     }
 }
@@ -209,14 +213,43 @@ impl Drop for Sampler {
     }
 }
 
-fn busy_text(b: &[(String, f64)]) -> String {
+fn busy_text(b: &[(String, f64, f64)]) -> String {
     if b.is_empty() {
         return "no thread sampled".into();
     }
     b.iter()
-        .map(|(n, f)| format!("{n} {:.0} %", f * 100.0))
+        .map(|(n, r, w)| {
+            format!(
+                "{n} {:.0} % on a CPU + {:.0} % waiting for one",
+                r * 100.0,
+                w * 100.0
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What the busiest thread says about the bound.
+fn verdict(busy: &[(String, f64, f64)]) -> String {
+    let Some((n, run, wait)) = busy.first() else {
+        return "not sampled".into();
+    };
+    if run + wait > 0.9 && *wait > 0.1 {
+        format!(
+            "CPU: {n} is runnable all the time but gets a CPU only {:.0} % of it \
+             (the host's other load takes the rest)",
+            run * 100.0
+        )
+    } else if run + wait > 0.9 {
+        format!("CPU: {n} runs all the time ({:.0} %)", run * 100.0)
+    } else {
+        format!(
+            "latency: no thread is busy all the time (busiest {n}, {:.0} % on a CPU, \
+             {:.0} % waiting for one); the path waits on notifications between guest and host",
+            run * 100.0,
+            wait * 100.0
+        )
+    }
 }
 
 /// One path's figures.
@@ -226,8 +259,9 @@ struct PathResult {
     bytes: f64,
     rtt_median_us: f64,
     rtt_min_us: f64,
-    /// Busy threads during the transfer (name, fraction of one CPU).
-    busy: Vec<(String, f64)>,
+    /// Busy threads during the transfer (name, fraction of the time on a
+    /// CPU, fraction runnable but waiting for one).
+    busy: Vec<(String, f64, f64)>,
 }
 
 struct Bench {
@@ -438,7 +472,7 @@ impl Bench {
             &["ping", "10.88.0.2", "7", &PING_COUNT.to_string()],
         ))?;
         let h_ping = ping.line("ping")?;
-        let r = |s: &str, p: &str, busy: Vec<(String, f64)>| PathResult {
+        let r = |s: &str, p: &str, busy: Vec<(String, f64, f64)>| PathResult {
             gbps: field(s, "gbps").unwrap_or(0.0),
             bytes: field(s, "bytes").unwrap_or(0.0),
             rtt_median_us: field(p, "median_us").unwrap_or(0.0),
@@ -532,18 +566,7 @@ fn report(b: &Bench, host_only: bool) -> Result<()> {
     );
     println!("  busy during guest→guest: {}", busy_text(&to_guest.busy));
     for (what, r) in [("guest→host", &to_host), ("guest→guest", &to_guest)] {
-        match r.busy.first() {
-            Some((n, f)) if *f > 0.9 => println!(
-                "what bounds {what}: thread {n} is saturated ({:.0} % of a CPU)",
-                f * 100.0
-            ),
-            Some((n, f)) => println!(
-                "what bounds {what}: no thread is saturated (busiest {n} {:.0} %): \
-                 waiting (notifications, timers) rather than CPU",
-                f * 100.0
-            ),
-            None => println!("what bounds {what}: not sampled"),
-        }
+        println!("what bounds {what}: {}", verdict(&r.busy));
     }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let _ = std::fs::create_dir_all(&out);
