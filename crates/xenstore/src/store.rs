@@ -54,6 +54,9 @@ pub struct Quotas {
     pub transactions: usize,
     /// Permission entries a domain may set on one node.
     pub perms: usize,
+    /// Nodes one transaction may touch (read, write or remove) and changes
+    /// it may queue: a transaction keeps each in memory until it ends.
+    pub transaction_nodes: usize,
 }
 
 impl Default for Quotas {
@@ -64,6 +67,8 @@ impl Default for Quotas {
             watches: 128,
             transactions: 10,
             perms: 5,
+            // C xenstored's quota-max-transaction-nodes default.
+            transaction_nodes: 1024,
         }
     }
 }
@@ -476,6 +481,14 @@ impl Store {
                 _ => return Err(XsError::NoEnt),
             },
         };
+        // Bound what an unprivileged domain's open transaction holds: the
+        // next operation fails once it has touched its quota of nodes.
+        if let Some(t) = &tx {
+            let held = t.seen.len() + t.overlay.len() + t.changes.len();
+            if !caller.privileged() && held >= self.quotas.transaction_nodes {
+                return Err(XsError::NoSpc);
+            }
+        }
         let mut view = View {
             tree: &mut self.tree,
             tx,

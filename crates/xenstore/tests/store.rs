@@ -422,3 +422,43 @@ fn directory_part_pages_long_lists() {
     }
     assert_eq!(got, names);
 }
+
+/// A domain's open transaction cannot grow without bound: reads of absent
+/// nodes, writes and removes all count, and the next operation past the
+/// quota gets ENOSPC. Ending the transaction frees it.
+#[test]
+fn a_transaction_holds_at_most_its_quota_of_nodes() {
+    let quotas = Quotas {
+        transaction_nodes: 50,
+        ..Quotas::default()
+    };
+    let mut xs = Xenstore::new(quotas);
+    xs.mkdir(0, "/local/domain/1").unwrap();
+    xs.set_perms(
+        0,
+        "/local/domain/1",
+        xenstore::Perms::new(1, xenstore::Perm::None),
+    )
+    .unwrap();
+    let mut d1 = Client::new(&mut xs, 1);
+    d1.start(&mut xs).unwrap();
+    let mut refused = None;
+    for i in 0..1000 {
+        match d1.read(&mut xs, &format!("absent-{i}")) {
+            Err(XsError::NoEnt) => {}
+            Err(XsError::NoSpc) => {
+                refused = Some(i);
+                break;
+            }
+            other => panic!("read {i}: {other:?}"),
+        }
+    }
+    let at = refused.expect("1000 reads in one transaction were all accepted");
+    assert!(at <= 50, "refused only after {at} reads");
+    assert_eq!(d1.write(&mut xs, "w", "x"), Err(XsError::NoSpc));
+    // Ending it frees the slot; a fresh transaction works again.
+    let _ = d1.end(&mut xs, false);
+    d1.start(&mut xs).unwrap();
+    d1.write(&mut xs, "w", "x").unwrap();
+    d1.end(&mut xs, true).unwrap();
+}
