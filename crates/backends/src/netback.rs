@@ -108,7 +108,15 @@ pub struct TxOutcome {
     /// [`TxSink::may_send`] refused a packet: serve the ring again later
     /// (no notification from the guest will come for it).
     pub throttled: bool,
+    /// The call's budget ran out with requests left: serve the ring again
+    /// soon (after letting go of whatever lock the caller holds).
+    pub more: bool,
 }
+
+/// Packets one [`NetQueue::service_tx`] call sends at most: a guest that
+/// keeps refilling its ring must not keep the caller (and its locks) busy
+/// for ever.
+pub const TX_BUDGET: usize = 256;
 
 /// What became of a packet for the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,13 +138,16 @@ pub struct NetQueue<P> {
     stats: NetStats,
     buf: Vec<u8>,
     name: String,
+    /// Packets refused for the guest's own errors so far (logged sparingly).
+    problems: u64,
 }
 
-/// Reads a ring entry type from the first bytes of an entry.
+/// Reads a ring entry type from the first bytes of an entry (copied: the
+/// bytes need not be aligned for `T`).
 fn entry<T: ByteValued + Default>(bytes: &[u8]) -> T {
-    T::from_slice(&bytes[..size_of::<T>()])
-        .copied()
-        .unwrap_or_default()
+    let mut v = T::default();
+    v.as_mut_slice().copy_from_slice(&bytes[..size_of::<T>()]);
+    v
 }
 
 impl<P: xenstore::ring::SharedPage> NetQueue<P> {
@@ -150,6 +161,7 @@ impl<P: xenstore::ring::SharedPage> NetQueue<P> {
             stats: NetStats::default(),
             buf: Vec::with_capacity(65536),
             name,
+            problems: 0,
         }
     }
 
@@ -169,8 +181,15 @@ impl<P: xenstore::ring::SharedPage> NetQueue<P> {
         sink: &mut dyn TxSink,
     ) -> Result<TxOutcome, NetbackError> {
         let mut out = TxOutcome::default();
+        let mut budget = TX_BUDGET;
         loop {
             while self.tx.pending_requests()? > 0 {
+                if budget == 0 {
+                    out.more = true;
+                    out.notify |= self.tx.publish_responses();
+                    return Ok(out);
+                }
+                budget -= 1;
                 if !self.tx_one(grants, sink)? {
                     out.throttled = true;
                     out.notify |= self.tx.publish_responses();
@@ -181,6 +200,17 @@ impl<P: xenstore::ring::SharedPage> NetQueue<P> {
             if !self.tx.final_check_for_requests()? {
                 return Ok(out);
             }
+        }
+    }
+
+    /// Logs a packet the guest got wrong: the first ten, then only the
+    /// 16th, 32nd, 64th, ... (a guest must not fill the host's disk with
+    /// its domain log).
+    fn problem(&mut self, what: std::fmt::Arguments) {
+        self.problems += 1;
+        let n = self.problems;
+        if n <= 10 || n.is_power_of_two() {
+            tracing::warn!("{}: {what} ({n} bad packets so far)", self.name);
         }
     }
 
@@ -272,7 +302,7 @@ impl<P: xenstore::ring::SharedPage> NetQueue<P> {
             },
             Err(why) => {
                 self.stats.tx_errors += 1;
-                tracing::warn!("{}: tx packet {}: {why}", self.name, first.id);
+                self.problem(format_args!("tx packet {}: {why}", first.id));
                 NETIF_RSP_ERROR
             }
         };
@@ -419,7 +449,7 @@ impl<P: xenstore::ring::SharedPage> NetQueue<P> {
                 self.respond_rx(r.id, 0, NETIF_RSP_ERROR);
             }
             self.stats.rx_errors += 1;
-            tracing::warn!("{}: rx packet: {why}", self.name);
+            self.problem(format_args!("rx packet: {why}"));
             return Ok(RxOutcome::Dropped(why));
         }
         let mut chunks = frame.chunks(PAGE).map(|c| c.len() as i16);

@@ -240,6 +240,7 @@ impl VifDevice {
         let taps = self.host.tap().queues();
         let link = Link { dom };
         let mut failed = None;
+        let mut more = false;
         for (i, q) in vif.queues_mut().iter_mut().enumerate() {
             if q.port != port {
                 continue;
@@ -255,6 +256,8 @@ impl VifDevice {
                     if out.notify {
                         dom.raise(port);
                     }
+                    // The worker serves what is left.
+                    more |= out.more;
                 }
                 Err(e) => failed = Some(e.to_string()),
             }
@@ -265,7 +268,7 @@ impl VifDevice {
             return true;
         }
         drop(vif);
-        if self.rx_waiting.load(Ordering::SeqCst) {
+        if more || self.rx_waiting.load(Ordering::SeqCst) {
             self.notify();
         }
         false
@@ -488,7 +491,11 @@ pub fn stop_worker(v: &VifDevice) {
     v.stop.store(true, Ordering::SeqCst);
     v.notify();
     if let Some(t) = v.thread.lock().unwrap().take() {
-        let _ = t.join();
+        // The worker itself may reap its vif (a failed ring and a closing
+        // frontend seen in one round): it stops on its own then.
+        if t.thread().id() != std::thread::current().id() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -518,6 +525,8 @@ struct Worker {
     rate: Option<RateLimiter>,
     /// A rate-limited tx ring is served again at this time.
     retry_at: Option<Instant>,
+    /// A tx ring's budget ran out: serve again without waiting.
+    again: bool,
 }
 
 fn to_virtio(h: &VnetHdr) -> VirtioNetHdr {
@@ -584,6 +593,7 @@ impl Worker {
                 .rate
                 .map(|(b, us)| RateLimiter::from_rate(b, us, Instant::now())),
             retry_at: None,
+            again: false,
         }
     }
 
@@ -609,10 +619,14 @@ impl Worker {
                     }
                 }
             }
+            // Rounded up: a wait under 1 ms must not become a busy spin.
+            let again = std::mem::take(&mut self.again);
             let timeout = match self.retry_at {
+                _ if again => 0,
                 Some(at) => at
                     .saturating_duration_since(Instant::now())
-                    .as_millis()
+                    .as_micros()
+                    .div_ceil(1000)
                     .min(1000) as libc::c_int,
                 None => -1,
             };
@@ -685,6 +699,7 @@ impl Worker {
                         if out.notify {
                             dom.raise(q.port);
                         }
+                        self.again |= out.more;
                     }
                     Err(e) => {
                         failed = Some(e.to_string());

@@ -633,3 +633,48 @@ fn corrupt_rx_indices_are_an_error() {
         .deliver(&Guest::default(), &VirtioNetHdr::default(), &mut pkt)
         .is_err());
 }
+
+/// A frontend that posts a new request for every one served.
+struct Refill<'a> {
+    front: &'a Front<'a>,
+    len: u16,
+    sent: usize,
+}
+
+impl TxSink for Refill<'_> {
+    fn may_send(&mut self, _: usize) -> bool {
+        true
+    }
+    fn send(&mut self, _: &VirtioNetHdr, _: &[u8]) -> std::io::Result<()> {
+        self.sent += 1;
+        let id = (self.sent % 256) as u16;
+        self.front.push(&[txreq(5, 200, 0, id, self.len)]);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_guest_that_keeps_refilling_its_tx_ring_gets_a_budget_per_call() {
+    let (txp, rxp) = (OwnedPage::new(), OwnedPage::new());
+    let ft = Front::new(&txp, NETIF_TX_RING_ENTRY_SIZE);
+    let _fr = Front::new(&rxp, NETIF_RX_RING_ENTRY_SIZE);
+    let mut q = queue(&txp, &rxp, FULL);
+    let g = Guest::default();
+    let pkt = frame(false, 6, 100);
+    let mut page = vec![0u8; 200];
+    page.extend_from_slice(&pkt);
+    g.grant(5, &page, false);
+    ft.push(&[txreq(5, 200, 0, 0, pkt.len() as u16)]);
+    let mut sink = Refill {
+        front: &ft,
+        len: pkt.len() as u16,
+        sent: 0,
+    };
+    let out = q.service_tx(&g, &mut sink).unwrap();
+    assert!(out.more, "the call must stop with work left");
+    assert_eq!(sink.sent, TX_BUDGET);
+    // The next call goes on where this one stopped.
+    let out = q.service_tx(&g, &mut sink).unwrap();
+    assert!(out.more);
+    assert_eq!(sink.sent, 2 * TX_BUDGET);
+}
