@@ -13,6 +13,8 @@
 //!   the host.
 //! - The TAP's carrier follows the frontend: down when the guest unbinds
 //!   netfront, up again when it binds and reconnects.
+//! - A domain rebooted with `rxen reboot` (detached, on_reboot=restart)
+//!   gets a new TAP on the bridge and reaches the host again.
 //!
 //! Needs /dev/kvm and root; without them it fails and says so.
 
@@ -576,4 +578,83 @@ ping -c 3 -W 5 {HOST_IP} >/dev/null && echo PING-AGAIN-OK
     g.wait_for("PING-AGAIN-OK", Duration::from_secs(120));
     assert!(carrier(&ns, "rxtvifl"), "carrier up again");
     g.finish();
+}
+
+#[test]
+fn a_rebooted_domain_gets_its_vif_back() {
+    require_kvm();
+    let ns = NetNs::new("reboot");
+    let dir = scratch("reboot");
+    let state = dir.join("state");
+    // busybox's reboot (run by the kernel for control/shutdown) signals
+    // PID 1: this /init reboots then.
+    let body = format!(
+        "trap 'reboot -f' TERM\n\
+         ping -c 2 -W 5 {HOST_IP} >/dev/null && echo \"PING-OK boot=$(cut -c1-8 /proc/sys/kernel/random/boot_id)\"\n\
+         while true; do sleep 1; done\n"
+    );
+    let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch Debian's kernel");
+    let initrd = guestprep::busybox_initramfs(&Initramfs {
+        init_script: init_script("10.77.0.4", &body),
+        files: vec![("lib/xen-netfront.ko".into(), netfront(), 0o644)],
+    })
+    .expect("build the initramfs");
+    let name = format!("rxen-net-reboot-{}", std::process::id());
+    let cfg = dir.join("reboot.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"{name}\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 256\n\
+             extra = \"console=hvc0 quiet\"\nvif = [ 'bridge=br0, vifname=rxtvifr' ]\n",
+            kernel.vmlinuz.display(),
+            initrd.display()
+        ),
+    )
+    .unwrap();
+    let rxen = |args: &[&str]| {
+        let out = ns
+            .command(&common::rxen())
+            .args(args)
+            .env("RXEN_STATE_DIR", &state)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rxen");
+        assert!(
+            out.status.success(),
+            "rxen {args:?}: {}",
+            common::text(&out)
+        );
+    };
+    rxen(&["create", cfg.to_str().unwrap()]);
+    let console =
+        || std::fs::read_to_string(state.join("1").join("console.log")).unwrap_or_default();
+    let boots = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter_map(|l| l.trim_end_matches('\r').split_once("PING-OK boot="))
+            .map(|(_, b)| b.to_string())
+            .collect()
+    };
+    let wait = |n: usize| {
+        let end = Instant::now() + Duration::from_secs(180);
+        while boots(&console()).len() < n {
+            assert!(
+                Instant::now() < end,
+                "boot {n} did not reach the host:\n{}",
+                console()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(1);
+    rxen(&["reboot", "-w", &name]);
+    wait(2);
+    let b = boots(&console());
+    assert_ne!(b[0], b[1], "a second boot");
+    let ping = ns.run(&["ping", "-c", "2", "-W", "5", "10.77.0.4"]);
+    assert!(ping.status.success(), "host -> rebooted guest");
+    rxen(&["destroy", &name]);
+    assert!(
+        ns.run(&["ip", "link", "show", "rxtvifr"]).stdout.is_empty(),
+        "the TAP went with the domain"
+    );
 }
