@@ -50,13 +50,26 @@ impl Lab {
         }
     }
 
+    /// Runs rxen; a command that hangs for 5 minutes fails the test.
     fn cmd(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rxen"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rxen"))
             .args(args)
             .env("RXEN_STATE_DIR", self.dir.join("state"))
             .stdin(Stdio::null())
-            .output()
-            .expect("run rxen")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run rxen");
+        let t = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(300) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rxen {args:?} hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -76,9 +89,12 @@ impl Lab {
         let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch Debian's kernel");
         let netfront = guestprep::kernel_module(Flavour::Amd64, "drivers/net/xen-netfront.ko")
             .expect("fetch xen-netfront.ko");
+        // busybox's reboot and poweroff (which the kernel runs when the
+        // host asks through xenstore) signal PID 1, this script.
         let init = format!(
             "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n\
              /bin/busybox mount -t sysfs sys /sys\n/bin/busybox mount -t devtmpfs dev /dev\n\
+             trap 'reboot -f' TERM\ntrap 'poweroff -f' USR2\n\
              insmod /lib/xen-netfront.ko || echo INSMOD-FAILED\nip link set lo up\n\
              echo GUEST-READY\n{script}\nwhile true; do sleep 1; done\n"
         );
@@ -261,6 +277,41 @@ fn rate_limits_a_guests_throughput() {
         "{rate:.0} B/s is {:.1} % off the set {rate_bytes:.0} B/s",
         err * 100.0
     );
+    // Destroyed, the domain takes its TAP and bridge port along.
+    let tap = format!("vif{id}.0");
+    assert!(link_exists(&tap));
+    lab.ok(&["destroy", "rxen-test-rate"]);
+    wait_until(Duration::from_secs(5), "the TAP to go", || {
+        !link_exists(&tap)
+    });
+    assert!(bridge_ports("xenbr0").is_empty());
+}
+
+/// A reboot gives the new boot the same vif: the old TAP goes before the
+/// new one is made under the same name, and the guest's network works.
+#[test]
+fn a_rebooted_domain_gets_its_vif_again() {
+    let mut lab = Lab::new("reboot", "10.94.0");
+    let script = lab.eth0_up(2)
+        + "i=0; until ping -c 1 -W 1 10.94.0.1 >/dev/null 2>&1; do i=$((i+1)); \
+           [ $i -gt 60 ] && break; done\necho PING-DONE-$i\n";
+    let dom = "rxen-test-netreboot";
+    let id = lab.create(dom, Some(""), &script);
+    let tap = format!("vif{id}.0");
+    lab.wait_console(id, "PING-DONE", Duration::from_secs(180));
+    lab.ok(&["reboot", "-w", dom]);
+    // The console log spans both boots.
+    wait_until(Duration::from_secs(180), "the second boot", || {
+        let c = lab.console(id);
+        assert!(!c.contains("Kernel panic"), "the second boot crashed:\n{c}");
+        c.matches("PING-DONE").count() >= 2
+    });
+    assert!(
+        !lab.console(id).contains("PING-DONE-61"),
+        "{}",
+        lab.console(id)
+    );
+    assert_eq!(bridge_ports("xenbr0"), std::slice::from_ref(&tap));
 }
 
 /// `kill -9` of the monitor: its TAP (and so its bridge port) is gone at
@@ -269,7 +320,8 @@ fn rate_limits_a_guests_throughput() {
 fn a_killed_monitor_leaves_no_tap() {
     let mut lab = Lab::new("kill", "10.92.0");
     let script = lab.eth0_up(2);
-    let id = lab.create("rxen-test-netkill", Some("bridge=xenbr0"), &script);
+    let dom = "rxen-test-netkill";
+    let id = lab.create(dom, Some("bridge=xenbr0"), &script);
     let tap = format!("vif{id}.0");
     assert!(link_exists(&tap), "{tap} exists while the domain runs");
     assert_eq!(bridge_ports("xenbr0"), std::slice::from_ref(&tap));
