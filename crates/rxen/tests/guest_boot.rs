@@ -70,7 +70,12 @@ impl Guest {
         )
         .unwrap();
         let run = run_with_deadline(
-            Command::new(rxen()).args(["create", "-F", "-c"]).arg(&cfg),
+            // A private state directory: another session's run of this
+            // test registers the same domain names.
+            Command::new(rxen())
+                .env("RXEN_STATE_DIR", self.dir.path().join("state"))
+                .args(["create", "-F", "-c"])
+                .arg(&cfg),
             Duration::from_secs(240),
         );
         (run.output, run.took)

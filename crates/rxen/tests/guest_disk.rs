@@ -187,6 +187,7 @@ poweroff -f
     .unwrap();
     let out = run_with_timeout(
         Command::new(env!("CARGO_BIN_EXE_rxen"))
+            .env("RXEN_STATE_DIR", dir.join("state"))
             .args(["create", "-F", "-c"])
             .arg(&cfg),
         Duration::from_secs(300),
@@ -398,6 +399,7 @@ done
     .unwrap();
     let t = run_until_then_kill(
         Command::new(env!("CARGO_BIN_EXE_rxen"))
+            .env("RXEN_STATE_DIR", dir.join("state"))
             .args(["create", "-F", "-c"])
             .arg(&cfg),
         // Kill in the middle of the write loop's fourth round.
@@ -481,6 +483,7 @@ fn missing_corrupt_or_busy_images_are_refused_before_boot() {
         .unwrap();
         let out = run_with_timeout(
             Command::new(env!("CARGO_BIN_EXE_rxen"))
+                .env("RXEN_STATE_DIR", dir.join("state"))
                 .args(["create", "-F"])
                 .arg(&cfg),
             Duration::from_secs(60),

@@ -195,6 +195,9 @@ fn debian_boots_from_a_disk_and_a_clone_keeps_the_base_unchanged() {
         .unwrap();
         let out = run_with_timeout(
             Command::new(env!("CARGO_BIN_EXE_rxen"))
+                // Its own registry: another worktree's run of this test
+                // registers the same domain name in the default one.
+                .env("RXEN_STATE_DIR", dir.join("state"))
                 .args(["create", "-F", "-c"])
                 .arg(&cfg),
             Duration::from_secs(300),
