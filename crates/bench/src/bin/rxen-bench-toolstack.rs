@@ -259,7 +259,12 @@ fn main() -> Result<()> {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        // The domains' console and domain logs say why one did not boot.
+        eprintln!("toolstack: logs kept in {}", dir.display());
+    }
     result
 }
 
