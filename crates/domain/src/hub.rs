@@ -1,22 +1,34 @@
 //! The domain's device models as the PV machine sees them: a
-//! [`DeviceHub`] holding the console backend and the xenstore ring
-//! connection, and the console output (terminal and log file).
+//! [`DeviceHub`] holding the console backend, the guest's xenstore ring
+//! (relayed to the host's xenstored, [`crate::xs_relay`]) and the monitor's
+//! own dom0 connection to that daemon, and the console output (terminal
+//! and log file).
 //!
 //! The hub is handed to `pv::launch::prepare` before the ring pages are
 //! known, so it starts empty and [`HubState::attach`] wires the rings once
-//! the domain is built. Lock order: `console` or `xenstore`, then `output`;
-//! `xenstore`, then `blk`.
+//! the domain is built. Lock order: `console`, then `output`; `xenstore`,
+//! then `blk`.
+//!
+//! Backends watch the store on the dom0 connection ([`StoreOps`], one token
+//! each). Whoever holds the `xenstore` lock hands the watch events that
+//! arrived to the backends before letting go ([`HubState::store_news`]); a
+//! thread of the hub waits for events that arrive while nobody holds it.
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use backends::console::{ConsoleBackend, DrainError};
 use pv::builder::BootInfo;
 use pv::domain::{DeviceHub, DomainShared};
-use xenstore::ring::{RawPage, Ring, RingConnection, PAGE_SIZE};
-use xenstore::{DomId, Xenstore};
+use xenstore::ring::{RawPage, Ring, PAGE_SIZE};
+use xenstore::{DomId, StoreOps, XsClient};
+
+use crate::xs_relay::XsRelay;
 
 /// Where console bytes go: the terminal (when attached) and the log file.
 /// Writing never fails: a terminal that errors is dropped, a log that errors
@@ -68,11 +80,19 @@ struct ConsoleSlot {
     port: u32,
 }
 
+/// The monitor's dom0 connection to the host's xenstored.
 struct XenstoreSlot {
-    xs: Xenstore,
-    conn: RingConnection<RawPage>,
-    port: u32,
-    broken: bool,
+    client: XsClient,
+    domid: DomId,
+}
+
+/// The monitor's connections to the host's xenstored, made before the
+/// domain is built ([`crate::build`]).
+pub struct StoreLink {
+    /// As dom0: the toolstack's writes and the backends.
+    pub client: XsClient,
+    /// Speaking for the guest (its ring's relay).
+    pub guest: UnixStream,
 }
 
 /// Errors wiring the rings.
@@ -81,6 +101,9 @@ pub enum AttachError {
     /// A ring page the builder reported is not in guest memory.
     #[error("the {what} ring page (pfn {pfn:#x}) lies outside the domain's memory")]
     BadPfn { what: &'static str, pfn: u64 },
+    /// A xenstore thread could not be started.
+    #[error("cannot start a xenstore thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Device state shared by the hub (called on the vCPU thread) and the
@@ -92,6 +115,10 @@ pub struct HubState {
     console_io_cr: Mutex<bool>,
     console: Mutex<Option<ConsoleSlot>>,
     xenstore: Mutex<Option<XenstoreSlot>>,
+    relay: Mutex<Option<Arc<XsRelay>>>,
+    /// Wakes the store-event thread to end it.
+    store_wake: Mutex<Option<UnixStream>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// Virtual block devices (see `blk.rs`).
     blk: Mutex<crate::blk::BlockDevices>,
     blk_worker: crate::blk::BlockWorker,
@@ -134,30 +161,125 @@ impl HubState {
         Box::new(Hub(self.clone()))
     }
 
-    /// Wires the console and xenstore rings of a built domain. `xs` must
-    /// already hold the domain's tree; the guest's connection is opened here
-    /// as `domid`.
+    /// Wires the console and xenstore rings of a built domain and starts
+    /// the hub's xenstore threads. The store must already hold the
+    /// domain's tree; `link.guest` already speaks for `domid`.
     pub fn attach(
-        &self,
-        dom: &DomainShared,
+        self: &Arc<Self>,
+        dom: &Arc<DomainShared>,
         boot: &BootInfo,
-        mut xs: Xenstore,
+        link: StoreLink,
         domid: DomId,
     ) -> Result<(), AttachError> {
         let console_page = guest_page(dom, boot.console_pfn, "console")?;
         let xs_page = guest_page(dom, boot.xenstore_pfn, "xenstore")?;
-        let conn = xs.connect(domid);
         *self.console.lock().unwrap() = Some(ConsoleSlot {
             backend: ConsoleBackend::new(console_page),
             port: boot.console_evtchn,
         });
+        let relay = Arc::new(XsRelay::new(
+            Ring::new(xs_page),
+            link.guest,
+            boot.xenstore_evtchn,
+        ));
+        let store_fd = link.client.as_raw_fd();
         *self.xenstore.lock().unwrap() = Some(XenstoreSlot {
-            xs,
-            conn: RingConnection::new(Ring::new(xs_page), conn),
-            port: boot.xenstore_evtchn,
-            broken: false,
+            client: link.client,
+            domid,
         });
+        *self.relay.lock().unwrap() = Some(relay.clone());
+        let (wake_rx, wake_tx) = UnixStream::pair().map_err(AttachError::Thread)?;
+        *self.store_wake.lock().unwrap() = Some(wake_tx);
+        let (d, r) = (dom.clone(), relay);
+        let reader = std::thread::Builder::new()
+            .name("rxen-xs-relay".into())
+            .spawn(move || r.run_reader(&d))
+            .map_err(AttachError::Thread)?;
+        let (h, d) = (self.clone(), dom.clone());
+        let events = std::thread::Builder::new()
+            .name("rxen-xs-events".into())
+            .spawn(move || h.run_store_events(&d, store_fd, wake_rx))
+            .map_err(AttachError::Thread)?;
+        self.threads.lock().unwrap().extend([reader, events]);
         Ok(())
+    }
+
+    /// Waits for watch events on the dom0 connection that arrive while
+    /// nobody holds the `xenstore` lock, and hands them to the backends.
+    fn run_store_events(&self, dom: &DomainShared, fd: i32, wake: UnixStream) {
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: wake.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfds; both descriptors stay open while
+            // this thread runs (the slot and `wake` outlive the loop).
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return;
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            {
+                let mut slot = self.xenstore.lock().unwrap();
+                let Some(s) = slot.as_mut() else { return };
+                if let Err(e) = s.client.pump() {
+                    tracing::error!("xenstored connection lost: {e}");
+                    return;
+                }
+                self.store_news(dom, &mut s.client);
+            }
+            // Vifs whose unplug completed go (outside the store lock).
+            self.bury_net();
+        }
+    }
+
+    /// Hands the watch events that arrived on the dom0 connection to the
+    /// backends (call with the `xenstore` lock held, before letting go).
+    fn store_news(&self, dom: &DomainShared, client: &mut XsClient) {
+        // A backend's answer may prompt another change: a few rounds.
+        for _ in 0..8 {
+            let blk = self.blk.lock().unwrap().poll_store(dom, client);
+            let net = self.net.lock().unwrap().poll_store(dom, client);
+            if !blk && !net {
+                break;
+            }
+        }
+    }
+
+    /// The domain stopped: releases it in the store (its tree and backend
+    /// directories go) and closes the connections to the daemon.
+    pub fn release_xenstore(&self) {
+        if let Some(mut s) = self.xenstore.lock().unwrap().take() {
+            let arg = format!("{}\0", s.domid);
+            if let Err(e) =
+                s.client
+                    .request(xenstore::MsgType::Release, xenstore::NO_TX, arg.as_bytes())
+            {
+                tracing::warn!("cannot release the domain in xenstore: {e}");
+            }
+        }
+        if let Some(r) = self.relay.lock().unwrap().take() {
+            r.close();
+        }
+        if let Some(mut w) = self.store_wake.lock().unwrap().take() {
+            let _ = w.write_all(b"x");
+        }
+        for t in std::mem::take(&mut *self.threads.lock().unwrap()) {
+            let _ = t.join();
+        }
     }
 
     /// Hands the domain's vbds to the hub (before [`HubState::attach`]).
@@ -217,15 +339,13 @@ impl HubState {
     fn with_net<R>(
         &self,
         dom: &DomainShared,
-        f: impl FnOnce(&mut crate::net::NetDevices, &mut Xenstore) -> R,
+        f: impl FnOnce(&mut crate::net::NetDevices, &mut XsClient) -> R,
     ) -> Option<R> {
         let r = {
             let mut slot = self.xenstore.lock().unwrap();
             let s = slot.as_mut()?;
-            let r = f(&mut self.net.lock().unwrap(), &mut s.xs);
-            if !s.broken && matches!(s.conn.poll(&mut s.xs), Ok(true)) {
-                dom.raise(s.port);
-            }
+            let r = f(&mut self.net.lock().unwrap(), &mut s.client);
+            self.store_news(dom, &mut s.client);
             r
         };
         self.bury_net();
@@ -264,14 +384,12 @@ impl HubState {
     fn with_block<R>(
         &self,
         dom: &DomainShared,
-        f: impl FnOnce(&mut crate::blk::BlockDevices, &mut Xenstore) -> R,
+        f: impl FnOnce(&mut crate::blk::BlockDevices, &mut XsClient) -> R,
     ) -> Option<R> {
         let mut slot = self.xenstore.lock().unwrap();
         let s = slot.as_mut()?;
-        let r = f(&mut self.blk.lock().unwrap(), &mut s.xs);
-        if !s.broken && matches!(s.conn.poll(&mut s.xs), Ok(true)) {
-            dom.raise(s.port);
-        }
+        let r = f(&mut self.blk.lock().unwrap(), &mut s.client);
+        self.store_news(dom, &mut s.client);
         Some(r)
     }
 
@@ -364,33 +482,25 @@ impl HubState {
         }
     }
 
-    /// Runs `f` on the store (for tests and status queries).
-    pub fn with_xenstore<R>(&self, f: impl FnOnce(&mut Xenstore) -> R) -> Option<R> {
-        self.xenstore.lock().unwrap().as_mut().map(|s| f(&mut s.xs))
+    /// Runs `f` on the monitor's dom0 connection to the store.
+    pub fn with_xenstore<R>(&self, f: impl FnOnce(&mut dyn StoreOps) -> R) -> Option<R> {
+        let mut slot = self.xenstore.lock().unwrap();
+        slot.as_mut().map(|s| f(&mut s.client))
     }
 
-    /// Writes `value` at `path` as dom0 and delivers the watch events it
-    /// fires to the guest (e.g. `control/shutdown` for `rxen shutdown`).
+    /// Writes `value` at `path` as dom0 (e.g. `control/shutdown` for `rxen
+    /// shutdown`); the daemon delivers the watch events to the guest.
     pub fn xenstore_write(
         &self,
         dom: &DomainShared,
         path: &str,
         value: &[u8],
     ) -> Result<(), xenstore::XsError> {
-        {
-            let mut slot = self.xenstore.lock().unwrap();
-            let s = slot.as_mut().ok_or(xenstore::XsError::Io)?;
-            s.xs.write(xenstore::DOM0, path, value)?;
-            tracing::debug!(
-                path,
-                watches = s.xs.watch_count(s.conn.conn()),
-                pending = s.xs.has_output(s.conn.conn()),
-                "dom0 wrote a node"
-            );
-        }
-        if let Some(p) = self.service_xenstore(dom) {
-            dom.raise(p);
-        }
+        let mut slot = self.xenstore.lock().unwrap();
+        let s = slot.as_mut().ok_or(xenstore::XsError::Io)?;
+        s.client.write(path, value)?;
+        tracing::debug!(path, "dom0 wrote a node");
+        self.store_news(dom, &mut s.client);
         Ok(())
     }
 
@@ -414,39 +524,15 @@ impl HubState {
         }
     }
 
-    fn service_xenstore(&self, dom: &DomainShared) -> Option<u32> {
-        let mut slot = self.xenstore.lock().unwrap();
-        let s = slot.as_mut()?;
-        if s.broken {
-            return None;
-        }
-        let polled = s.conn.poll(&mut s.xs).and_then(|moved| {
-            // The guest may have moved a frontend along; the backend's
-            // answer fires the guest's watches, delivered by polling again.
-            let blk = self.blk.lock().unwrap().poll_store(dom, &mut s.xs);
-            let net = self.net.lock().unwrap().poll_store(dom, &mut s.xs);
-            if blk || net {
-                Ok(s.conn.poll(&mut s.xs)? || moved)
-            } else {
-                Ok(moved)
-            }
-        });
-        match polled {
-            Ok(moved) => moved.then_some(s.port),
-            Err(e) => {
-                tracing::warn!("xenstore connection closed: {e}");
-                s.broken = true;
-                s.xs.disconnect(s.conn.conn());
-                // The guest sees the `error` field; wake it to look.
-                Some(s.port)
-            }
-        }
+    fn service_xenstore(&self) -> Option<u32> {
+        let relay = self.relay.lock().unwrap().clone()?;
+        relay.guest_notified().then_some(relay.port())
     }
 
     fn ports(&self) -> (Option<u32>, Option<u32>) {
         (
             self.console.lock().unwrap().as_ref().map(|c| c.port),
-            self.xenstore.lock().unwrap().as_ref().map(|s| s.port),
+            self.relay.lock().unwrap().as_ref().map(|r| r.port()),
         )
     }
 }
@@ -475,7 +561,7 @@ impl DeviceHub for Hub {
         let raise = if Some(port) == console {
             self.0.service_console()
         } else if Some(port) == xenstore {
-            let r = self.0.service_xenstore(dom);
+            let r = self.0.service_xenstore();
             self.0.bury_net();
             r
         } else if let Some(vif) = self.0.net_owner(port) {

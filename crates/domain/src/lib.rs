@@ -11,6 +11,8 @@
 //!   `console_io` output).
 //! - [`blk`]: the domain's disks (images, vbds, blkback's hypervisor side).
 //! - [`store_layout`]: the xenstore tree written before boot.
+//! - [`xenstored`]: the host's shared xenstored (socket, start on demand,
+//!   the daemon); [`xs_relay`]: the guest's xenstore ring relayed to it.
 //! - [`terminal`]: raw mode, the stdin reader, the `^]` escape, signals.
 //! - [`state`]: where a domain's files live.
 //! - [`monitor`]: the detached monitor's lifecycle; [`control`]: its
@@ -25,6 +27,8 @@ pub mod net;
 pub mod state;
 pub mod store_layout;
 pub mod terminal;
+pub mod xenstored;
+pub mod xs_relay;
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -34,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use pv::domain::ShutdownReason;
 use pv::launch::{BootSpec, LaunchError};
-use xenstore::{DomId, Xenstore, XsError};
+use xenstore::{DomId, MsgType, StoreOps, XsClient, XsError, NO_TX};
 
 pub use hub::{ConsoleOutput, HubState};
 pub use terminal::Destroyed;
@@ -109,6 +113,15 @@ pub enum MonitorError {
     #[error("cannot write the domain's xenstore entries: {0}")]
     Xenstore(XsError),
     #[error(transparent)]
+    Xenstored(#[from] xenstored::XenstoredError),
+    #[error("cannot connect to xenstored at {}: {source}", path.display())]
+    StoreConnect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("domain id {0} is already in use in xenstore (another domain runs with it)")]
+    DomidInUse(DomId),
+    #[error(transparent)]
     Attach(#[from] hub::AttachError),
     #[error(transparent)]
     Block(#[from] blk::BlockError),
@@ -139,7 +152,7 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
     // Block the signals before any domain thread exists, so every thread
     // inherits the mask and only the watcher receives them.
     let signals = terminal::BlockedSignals::block();
-    let (prepared, hub) = build(spec, opts.domid, ConsoleOutput::new(terminal, log))?;
+    let (prepared, hub) = build_with(spec, opts.domid, ConsoleOutput::new(terminal, log), true)?;
 
     let control = Arc::new(terminal::Control::default());
     let raw = if opts.attach_console {
@@ -190,6 +203,7 @@ pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, Mon
     let elapsed = started.elapsed();
     hub.stop_block();
     hub.stop_net();
+    hub.release_xenstore();
 
     control.stop.store(true, Ordering::SeqCst);
     for t in threads {
@@ -223,6 +237,51 @@ pub fn build(
     domid: DomId,
     output: ConsoleOutput,
 ) -> Result<(pv::launch::Prepared, Arc<HubState>), MonitorError> {
+    build_with(spec, domid, output, false)
+}
+
+/// Connects to the host's xenstored (started if need be): a dom0
+/// connection, and one that speaks for the guest. With `search`, the first
+/// id from `domid` up that no other domain uses is taken (foreground
+/// domains, which the registry does not number).
+fn connect_store(domid: DomId, search: bool) -> Result<(hub::StoreLink, DomId), MonitorError> {
+    let socket = xenstored::ensure_running(&state::state_dir())?;
+    let connect = || {
+        XsClient::connect(&socket).map_err(|source| MonitorError::StoreConnect {
+            path: socket.clone(),
+            source,
+        })
+    };
+    let client = connect()?;
+    let mut guest = connect()?;
+    let mut id = domid;
+    loop {
+        let arg = format!("{}\0{id}\0", xenstore::server::CONTROL_GUEST);
+        match guest.request(MsgType::Control, NO_TX, arg.as_bytes()) {
+            Ok(_) => break,
+            Err(XsError::Exist) if search && id < MAX_FOREGROUND_DOMID => id += 1,
+            Err(XsError::Exist) => return Err(MonitorError::DomidInUse(id)),
+            Err(e) => return Err(MonitorError::Xenstore(e)),
+        }
+    }
+    let guest = guest
+        .into_stream()
+        .map_err(|source| MonitorError::StoreConnect {
+            path: socket.clone(),
+            source,
+        })?;
+    Ok((hub::StoreLink { client, guest }, id))
+}
+
+/// Highest id a foreground domain may take (Xen's last ordinary id).
+const MAX_FOREGROUND_DOMID: DomId = 0x7fef;
+
+fn build_with(
+    spec: &DomainSpec,
+    domid: DomId,
+    output: ConsoleOutput,
+    search: bool,
+) -> Result<(pv::launch::Prepared, Arc<HubState>), MonitorError> {
     let kernel =
         pv_image::load_kernel_cached(&spec.kernel, &pv_image::KernelCache::in_user_cache())?;
     let initrd = match &spec.ramdisk {
@@ -255,10 +314,14 @@ pub fn build(
     drop(initrd);
 
     let boot = &prepared.boot;
-    let mut xs = Xenstore::default();
+    let (mut link, domid) = connect_store(domid, search)?;
+    let xs = &mut link.client;
+    if search {
+        tracing::info!(domid, "foreground domain id");
+    }
     let uuid = spec.uuid.unwrap_or_else(store_layout::generate_uuid);
     store_layout::write_domain(
-        &mut xs,
+        xs,
         &store_layout::DomainEntry {
             domid,
             name: spec.name.clone(),
@@ -273,11 +336,10 @@ pub fn build(
         },
     )
     .map_err(MonitorError::Xenstore)?;
-    xs.introduce_domain(domid).map_err(MonitorError::Xenstore)?;
     prepared.dom.grants.set_own_domid(domid);
-    hub.attach_block(blk::BlockDevices::create(&mut xs, domid, disks)?);
-    hub.attach_net(net::NetDevices::create(&mut xs, domid, nics)?);
-    hub.attach(&prepared.dom, boot, xs, domid)?;
+    hub.attach_block(blk::BlockDevices::create(xs, domid, disks)?);
+    hub.attach_net(net::NetDevices::create(xs, domid, nics)?);
+    hub.attach(&prepared.dom, boot, link, domid)?;
 
     Ok((prepared, hub))
 }

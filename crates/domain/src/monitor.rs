@@ -493,6 +493,7 @@ pub fn run_detached(
         if let Some(f) = feed {
             let _ = f.join();
         }
+        hub.release_xenstore();
         *input.lock().unwrap() = None;
         drop(dom);
         drop(hub);

@@ -377,6 +377,15 @@ pub fn info(reg: &Registry) -> Result<()> {
         ("guest_types", "xen-3.0-x86_64 (PV)".into()),
         ("rxen_version", env!("CARGO_PKG_VERSION").into()),
         ("state_dir", reg.dir().display().to_string()),
+        ("xenstore_socket", {
+            let sock = domain::xenstored::socket_path(reg.dir());
+            let up = domain::xenstored::is_running(&sock);
+            format!(
+                "{}{}",
+                sock.display(),
+                if up { "" } else { " (not running)" }
+            )
+        }),
     ];
     for (k, v) in rows {
         println!("{k:<22} : {v}");

@@ -345,6 +345,19 @@ pub fn foreground(
     })
 }
 
+/// The hidden `xenstored` subcommand: the host's store daemon (see
+/// `domain::xenstored`).
+pub fn xenstored(socket: &Path, detach: bool, exit_when_idle: bool) -> Result<()> {
+    if detach {
+        domain::xenstored::detach().context("cannot fork xenstored")?;
+    }
+    init_stderr_logging();
+    let end = domain::xenstored::run_daemon(socket, exit_when_idle)
+        .with_context(|| format!("xenstored on {}", socket.display()))?;
+    tracing::info!(?end, "xenstored ended");
+    Ok(())
+}
+
 fn init_stderr_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RXEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

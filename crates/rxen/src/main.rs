@@ -208,6 +208,19 @@ enum Command {
         #[arg(long)]
         paused: bool,
     },
+    /// The host's xenstored (started on demand by `create`; internal).
+    #[command(hide = true, after_help = XENSTORED_HELP)]
+    Xenstored {
+        /// The socket to serve.
+        #[arg(long, value_name = "PATH")]
+        socket: PathBuf,
+        /// Fork into the background (the command returns at once).
+        #[arg(long)]
+        detach: bool,
+        /// End after a minute without any connection.
+        #[arg(long)]
+        exit_when_idle: bool,
+    },
     /// Download (once) and boot the default guest with its console attached.
     #[command(after_help = DEMO_HELP)]
     Demo(DemoArgs),
@@ -323,12 +336,26 @@ const DEMO_HELP: &str = concat!(
     exit_status_help!()
 );
 
+const XENSTORED_HELP: &str = "\
+The first `rxen create` starts it; `rxen info` shows its socket. It serves
+the xenstore protocol to Debian's xenstore-utils as well as to domains.
+
+Example:
+  $ rxen xenstored --socket /tmp/xs/socket &
+  $ XENSTORED_PATH=/tmp/xs/socket xenstore-write /test hello
+  $ XENSTORED_PATH=/tmp/xs/socket xenstore-ls /";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Create(args) => create(args),
         Command::Demo(args) => demo(args),
         Command::Image(cmd) => image::run(cmd).map(|()| Status::Poweroff),
+        Command::Xenstored {
+            socket,
+            detach,
+            exit_when_idle,
+        } => detached::xenstored(&socket, detach, exit_when_idle).map(|()| Status::Poweroff),
         Command::Monitor {
             state,
             id,
@@ -455,7 +482,11 @@ fn manage(cmd: Command) -> Result<()> {
             }
             Ok(())
         }
-        Command::Create(_) | Command::Demo(_) | Command::Image(_) | Command::Monitor { .. } => {
+        Command::Create(_)
+        | Command::Demo(_)
+        | Command::Image(_)
+        | Command::Monitor { .. }
+        | Command::Xenstored { .. } => {
             unreachable!("handled in main")
         }
     }

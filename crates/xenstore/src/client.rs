@@ -68,8 +68,8 @@ impl XsClient {
         !self.events.is_empty()
     }
 
-    /// Hands back the stream (for a raw relay), failing if bytes of an
-    /// unfinished message are buffered.
+    /// Hands back the stream (for a raw relay), blocking and without
+    /// timeouts; fails if bytes of an unfinished message are buffered.
     pub fn into_stream(self) -> io::Result<UnixStream> {
         if self.decoder.buffered() > 0 {
             return Err(io::Error::new(
@@ -77,6 +77,8 @@ impl XsClient {
                 "unread xenstore bytes buffered",
             ));
         }
+        self.stream.set_read_timeout(None)?;
+        self.stream.set_write_timeout(None)?;
         Ok(self.stream)
     }
 

@@ -29,7 +29,17 @@ pub struct Introduction {
 }
 
 /// CONTROL commands understood.
-const CONTROL_HELP: &str = "check\nhelp\nlog\nprint\n";
+const CONTROL_HELP: &str = "check\nhelp\nlog\nprint\nrxen-guest\n";
+
+/// The CONTROL command (`rxen-guest <domid>`) by which a dom0 connection
+/// starts speaking for a guest: a domain's monitor relays the guest's ring
+/// over such a connection, and the daemon checks every request on it as
+/// that domain's. When the connection closes (the monitor ended, even by
+/// `kill -9`) the domain is released: see [`Xenstore::release_guest`].
+pub const CONTROL_GUEST: &str = "rxen-guest";
+
+/// First domain id reserved by Xen (`DOMID_FIRST_RESERVED`).
+const DOMID_FIRST_RESERVED: DomId = 0x7ff0;
 
 /// The store plus its connections, watches and domains.
 #[derive(Debug)]
@@ -41,6 +51,8 @@ pub struct Xenstore {
     introductions: Vec<Introduction>,
     /// The connections used by [`Xenstore::acting_as`], one per domain.
     own: BTreeMap<DomId, ConnId>,
+    /// Guest connections made with [`CONTROL_GUEST`].
+    guests: BTreeMap<DomId, ConnId>,
 }
 
 impl Default for Xenstore {
@@ -59,6 +71,7 @@ impl Xenstore {
             introduced: BTreeSet::new(),
             introductions: Vec::new(),
             own: BTreeMap::new(),
+            guests: BTreeMap::new(),
         }
     }
 
@@ -76,14 +89,107 @@ impl Xenstore {
         id
     }
 
-    /// Closes a connection: its watches and transactions go away.
+    /// Closes a connection: its watches and transactions go away. A guest
+    /// connection ([`CONTROL_GUEST`]) takes its domain with it.
     pub fn disconnect(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
             for tx in c.txs {
                 let _ = self.store.transaction_end(c.domid, tx, false);
             }
             tracing::debug!(?conn, "xenstore disconnect");
+            if self.guests.get(&c.domid) == Some(&conn) {
+                tracing::info!(
+                    domid = c.domid,
+                    "guest connection closed: releasing the domain"
+                );
+                let _ = self.release_guest(c.domid);
+            }
         }
+    }
+
+    /// Makes dom0 connection `conn` speak for guest `domid` from now on
+    /// (see [`CONTROL_GUEST`]) and introduces the domain. EEXIST if another
+    /// open connection already speaks for it.
+    pub fn become_guest(&mut self, conn: ConnId, domid: DomId) -> XsResult<()> {
+        if domid == DOM0 || domid >= DOMID_FIRST_RESERVED {
+            return Err(XsError::Inval);
+        }
+        if let Some(other) = self.guests.get(&domid) {
+            if *other != conn && self.conns.contains_key(other) {
+                return Err(XsError::Exist);
+            }
+        }
+        let c = self.conn_mut(conn)?;
+        if c.domid != DOM0 {
+            return Err(XsError::Acces);
+        }
+        c.watches.clear();
+        c.events.clear();
+        let txs = std::mem::take(&mut c.txs);
+        c.domid = domid;
+        for tx in txs {
+            let _ = self.store.transaction_end(DOM0, tx, false);
+        }
+        self.guests.insert(domid, conn);
+        tracing::info!(?conn, domid, "connection speaks for a guest");
+        if !self.introduced.contains(&domid) {
+            self.introduce_domain(domid)?;
+        }
+        Ok(())
+    }
+
+    /// Releases guest `domid` as a toolstack would on destroy: removes its
+    /// `/local/domain/<id>` subtree, its `/vm/<uuid>` entry and its backend
+    /// directories (`/local/domain/0/backend/<type>/<id>`), then releases
+    /// it ([`Xenstore::release_domain`]). ENOENT if it was not introduced.
+    pub fn release_guest(&mut self, domid: DomId) -> XsResult<()> {
+        if !self.is_introduced(domid) || domid == DOM0 {
+            return Err(XsError::NoEnt);
+        }
+        if let Some(conn) = self.guests.remove(&domid) {
+            // The connection, if still open, speaks for nobody now.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.watches.clear();
+                c.events.clear();
+            }
+        }
+        let home = domain_path(domid);
+        let vm = self
+            .store
+            .read(DOM0, 0, format!("{home}/vm"))
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|v| v.starts_with("/vm/") && !v.contains(".."));
+        let mut doomed: Vec<String> = self
+            .store
+            .directory(DOM0, 0, "/local/domain/0/backend")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|kind| format!("/local/domain/0/backend/{kind}/{domid}"))
+            .collect();
+        doomed.push(home);
+        doomed.extend(vm);
+        for path in doomed {
+            match self.store.rm(DOM0, 0, &path) {
+                Ok(changes) => self.fire(&changes),
+                Err(XsError::NoEnt) => {}
+                Err(e) => tracing::warn!(path, "cannot remove a released domain's node: {e}"),
+            }
+        }
+        self.release_domain(domid)
+    }
+
+    /// Whether an open connection speaks for guest `domid`.
+    pub fn has_guest(&self, domid: DomId) -> bool {
+        self.guests
+            .get(&domid)
+            .is_some_and(|c| self.conns.contains_key(c))
+    }
+
+    /// Number of open connections (in-process [`Xenstore::acting_as`] ones
+    /// included).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
     }
 
     /// Whether `conn` is open.
@@ -426,7 +532,7 @@ impl Xenstore {
             }
             MsgType::Introduce => self.introduce(p).map(|()| ok()),
             MsgType::Release => {
-                self.release_domain(parse_domid(arg(p)?)?)?;
+                self.release_guest(parse_domid(arg(p)?)?)?;
                 Ok(ok())
             }
             MsgType::IsDomainIntroduced => {
@@ -449,7 +555,13 @@ impl Xenstore {
                 self.store.set_target(parse_domid(d)?, parse_domid(t)?);
                 Ok(ok())
             }
-            MsgType::Control => control(p),
+            MsgType::Control => match split_strings(p).as_deref() {
+                Some([cmd, domid]) if *cmd == CONTROL_GUEST.as_bytes() => {
+                    self.become_guest(conn, parse_domid(domid)?)?;
+                    Ok(ok())
+                }
+                _ => control(p),
+            },
             MsgType::WatchEvent | MsgType::Error => Err(XsError::NoSys),
         }
     }

@@ -137,10 +137,13 @@ impl UnixServer {
 impl Drop for UnixServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.path);
+        // Wake the accept loop. If the socket file is gone (its directory
+        // was removed) it cannot be woken: leave it blocked rather than hang.
+        let woke = UnixStream::connect(&self.path).is_ok();
         if let Some(t) = self.accept.take() {
-            let _ = t.join();
+            if woke {
+                let _ = t.join();
+            }
         }
         for (_, c) in self
             .clients
