@@ -101,8 +101,8 @@ pub enum AttachError {
     /// A ring page the builder reported is not in guest memory.
     #[error("the {what} ring page (pfn {pfn:#x}) lies outside the domain's memory")]
     BadPfn { what: &'static str, pfn: u64 },
-    /// A xenstore thread could not be started.
-    #[error("cannot start a xenstore thread: {0}")]
+    /// The xenstore relay could not be set up (thread, socket).
+    #[error("cannot set up the xenstore relay: {0}")]
     Thread(std::io::Error),
 }
 
@@ -177,11 +177,10 @@ impl HubState {
             backend: ConsoleBackend::new(console_page),
             port: boot.console_evtchn,
         });
-        let relay = Arc::new(XsRelay::new(
-            Ring::new(xs_page),
-            link.guest,
-            boot.xenstore_evtchn,
-        ));
+        let relay = Arc::new(
+            XsRelay::new(Ring::new(xs_page), link.guest, boot.xenstore_evtchn)
+                .map_err(AttachError::Thread)?,
+        );
         let store_fd = link.client.as_raw_fd();
         *self.xenstore.lock().unwrap() = Some(XenstoreSlot {
             client: link.client,

@@ -158,7 +158,10 @@ pub fn run_daemon(socket: &Path, exit_when_idle: bool) -> io::Result<DaemonEnd> 
         return Ok(DaemonEnd::AlreadyRunning);
     }
     let server = xenstore::unix::serve(socket)?;
-    let ino = std::fs::metadata(socket)?.ino();
+    let Ok(ino) = std::fs::metadata(socket).map(|m| m.ino()) else {
+        // Removed already (its directory went).
+        return Ok(DaemonEnd::SocketGone);
+    };
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "xenstored running");
     let store = server.store();
     let mut idle_since: Option<Instant> = None;

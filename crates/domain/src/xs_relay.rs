@@ -6,8 +6,12 @@
 //! ([`xenstore::server::CONTROL_GUEST`], so the daemon applies the domain's
 //! permissions and quotas), and what the daemon sends back (replies, watch
 //! events) goes into the ring. The vCPU thread moves requests when the guest
-//! notifies; a reader thread ([`XsRelay::run_reader`]) moves replies and
-//! raises the guest's event channel.
+//! notifies and waits a little ([`REPLY_WAIT`]) for their replies, so most
+//! replies reach the ring on the vCPU thread, without waking it from
+//! another thread; a reader thread ([`XsRelay::run_reader`]) moves what
+//! comes later (slow replies, watch events) and raises the guest's event
+//! channel. The socket is non-blocking; the reader only polls it and reads
+//! under the relay's lock, so the two never split a reply between them.
 //!
 //! The ring is the guest's and may be hostile: a corrupt index or an
 //! over-long message ends the relay (reported in the ring's `error` field,
@@ -15,8 +19,10 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use pv::domain::DomainShared;
 use xenstore::ring::{RawPage, Ring, ERROR_PROTO};
@@ -25,6 +31,11 @@ use xenstore::Decoder;
 /// Replies held back for a guest that does not consume them; past this the
 /// relay stops reading the daemon (which then queues them itself).
 const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// How long the vCPU thread waits for the replies to requests it sent
+/// (the guest waits for them anyway; the daemon usually answers in well
+/// under a millisecond).
+pub const REPLY_WAIT: Duration = Duration::from_millis(2);
 
 struct Inner {
     ring: Ring<RawPage>,
@@ -35,6 +46,22 @@ struct Inner {
     out: VecDeque<u8>,
     /// The relay ended (guest error, daemon gone, or closed).
     ended: bool,
+    /// When requests were sent that no daemon bytes have answered yet.
+    waiting_since: Option<Instant>,
+    stats: RelayStats,
+}
+
+/// What the relay moved (logged when it closes).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RelayStats {
+    /// Whole requests the guest sent.
+    pub requests: u64,
+    /// Bytes from the daemon (replies and watch events).
+    pub bytes_in: u64,
+    /// Time from sending requests to the daemon's first bytes back, summed:
+    /// what the guest waited on the daemon (an upper bound of the relay's
+    /// cost over an in-process store).
+    pub daemon_wait: Duration,
 }
 
 /// One guest's relay. See the module documentation.
@@ -47,18 +74,21 @@ pub struct XsRelay {
 impl XsRelay {
     /// Relays `ring` (event channel `port`) over `daemon`, a connection
     /// already speaking for the guest.
-    pub fn new(ring: Ring<RawPage>, daemon: UnixStream, port: u32) -> XsRelay {
-        XsRelay {
+    pub fn new(ring: Ring<RawPage>, daemon: UnixStream, port: u32) -> std::io::Result<XsRelay> {
+        daemon.set_nonblocking(true)?;
+        Ok(XsRelay {
             inner: Mutex::new(Inner {
                 ring,
                 daemon,
                 decoder: Decoder::new(),
                 out: VecDeque::new(),
                 ended: false,
+                waiting_since: None,
+                stats: RelayStats::default(),
             }),
             room: Condvar::new(),
             port,
-        }
+        })
     }
 
     /// The guest's event channel for xenstore.
@@ -84,7 +114,7 @@ impl XsRelay {
             g.decoder.push(&bytes);
             loop {
                 match g.decoder.next_message() {
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => g.stats.requests += 1,
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!("xenstore ring closed: {e}");
@@ -94,10 +124,22 @@ impl XsRelay {
                     }
                 }
             }
-            if let Err(e) = g.daemon.write_all(&bytes) {
+            if let Err(e) = write_all(&mut g.daemon, &bytes) {
                 tracing::error!("xenstored connection lost: {e}");
                 g.ended = true;
                 return true;
+            }
+            let sent = Instant::now();
+            g.waiting_since.get_or_insert(sent);
+            // The replies, if they come soon.
+            while g.out.is_empty() && sent.elapsed() < REPLY_WAIT {
+                let left = REPLY_WAIT.saturating_sub(sent.elapsed());
+                if !wait_readable(&g.daemon, left) {
+                    break;
+                }
+                if self.read_available(&mut g).is_err() {
+                    return true;
+                }
             }
         }
         let moved = fill_ring(&mut g) || !bytes.is_empty();
@@ -107,8 +149,44 @@ impl XsRelay {
         moved
     }
 
-    /// Moves the daemon's bytes into the ring until the connection ends
-    /// ([`XsRelay::close`], or the daemon went). Run it on its own thread.
+    /// Reads what the daemon sent (without blocking) and puts it in the
+    /// ring. Err: the connection ended.
+    fn read_available(&self, g: &mut Inner) -> Result<(), ()> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match g.daemon.read(&mut buf) {
+                Ok(0) => {
+                    if !g.ended {
+                        tracing::error!("xenstored closed the guest's connection");
+                    }
+                    g.ended = true;
+                    return Err(());
+                }
+                Ok(n) => {
+                    g.out.extend(&buf[..n]);
+                    g.stats.bytes_in += n as u64;
+                    if let Some(t) = g.waiting_since.take() {
+                        g.stats.daemon_wait += t.elapsed();
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if !g.ended {
+                        tracing::warn!("xenstored connection read failed: {e}");
+                    }
+                    g.ended = true;
+                    return Err(());
+                }
+            }
+        }
+        fill_ring(g);
+        Ok(())
+    }
+
+    /// Moves what the vCPU thread did not pick up (late replies, watch
+    /// events) into the ring until the connection ends ([`XsRelay::close`],
+    /// or the daemon went). Run it on its own thread.
     pub fn run_reader(&self, dom: &DomainShared) {
         let stream = match self.inner.lock().unwrap().daemon.try_clone() {
             Ok(s) => s,
@@ -117,49 +195,84 @@ impl XsRelay {
                 return;
             }
         };
-        let mut stream = stream;
-        let mut buf = vec![0u8; 16 * 1024];
         loop {
-            let n = match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::warn!("xenstored connection read failed: {e}");
-                    break;
-                }
-            };
+            if !wait_readable(&stream, Duration::MAX) {
+                continue;
+            }
             let moved = {
                 let mut g = self.inner.lock().unwrap();
+                // Back-pressure: let the guest make room first.
+                while g.out.len() >= OUT_HIGH_WATER && !g.ended {
+                    g = self.room.wait(g).unwrap();
+                }
                 if g.ended {
                     break;
                 }
-                g.out.extend(&buf[..n]);
-                fill_ring(&mut g)
+                let before = g.stats.bytes_in;
+                if self.read_available(&mut g).is_err() {
+                    break;
+                }
+                g.stats.bytes_in != before
             };
             if moved {
                 dom.raise(self.port);
             }
-            // Back-pressure: wait for the guest to make room.
-            let mut g = self.inner.lock().unwrap();
-            while g.out.len() >= OUT_HIGH_WATER && !g.ended {
-                g = self.room.wait(g).unwrap();
-            }
-        }
-        let mut g = self.inner.lock().unwrap();
-        if !g.ended {
-            tracing::error!("xenstored closed the guest's connection");
-            g.ended = true;
         }
     }
 
     /// Ends the relay: the daemon connection closes (the reader returns).
     pub fn close(&self) {
         let mut g = self.inner.lock().unwrap();
+        let st = g.stats;
+        tracing::info!(
+            requests = st.requests,
+            bytes_in = st.bytes_in,
+            daemon_wait_ms = st.daemon_wait.as_secs_f64() * 1e3,
+            "xenstore relay closed"
+        );
         g.ended = true;
         let _ = g.daemon.shutdown(std::net::Shutdown::Both);
         self.room.notify_all();
     }
+}
+
+/// Waits until `s` is readable (or closed), up to `limit`; false on timeout.
+fn wait_readable(s: &UnixStream, limit: Duration) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: s.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = if limit == Duration::MAX {
+        -1
+    } else {
+        // Round up: a 0 ms poll would spin.
+        limit.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+    };
+    // SAFETY: one valid pollfd on a descriptor `s` keeps open.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+/// `write_all` on a non-blocking socket.
+fn write_all(s: &mut UnixStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        match s.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut pfd = libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd on an open descriptor.
+                unsafe { libc::poll(&mut pfd, 1, 1000) };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes waiting daemon bytes into the ring; whether any went in.

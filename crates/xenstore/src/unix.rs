@@ -8,8 +8,10 @@
 //!
 //! Plain threads, no async: per connection, a reader thread decodes and
 //! handles requests and a writer thread sends replies and watch events. The
-//! store sits behind one mutex; a condition variable wakes writers whenever
-//! something may have been queued for them.
+//! store sits behind one mutex; each writer waits on a condition variable of
+//! its own, woken only when something was queued for its connection (with
+//! many domains, waking every writer on every request would cost more than
+//! the requests).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -32,7 +34,8 @@ pub const DEFAULT_SOCKET: &str = "/var/run/xenstored/socket";
 #[derive(Debug, Default)]
 pub struct SharedStore {
     xs: Mutex<Xenstore>,
-    changed: Condvar,
+    /// The writers' wake-ups, by connection.
+    writers: Mutex<HashMap<ConnId, Arc<Condvar>>>,
 }
 
 impl SharedStore {
@@ -40,7 +43,7 @@ impl SharedStore {
     pub fn new(xs: Xenstore) -> Arc<SharedStore> {
         Arc::new(SharedStore {
             xs: Mutex::new(xs),
-            changed: Condvar::new(),
+            writers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -51,13 +54,28 @@ impl SharedStore {
         self.xs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes socket writers: output may be pending for them.
+    /// Wakes the socket writers that have output pending.
     pub fn notify(&self) {
-        self.changed.notify_all();
+        let pending = self.lock().conns_with_output();
+        let writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        for conn in pending {
+            if let Some(cv) = writers.get(&conn) {
+                cv.notify_one();
+            }
+        }
     }
 
-    fn wait<'a>(&self, guard: MutexGuard<'a, Xenstore>) -> MutexGuard<'a, Xenstore> {
-        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+    /// Wakes the writer of `conn` (e.g. its connection closed).
+    fn wake(&self, conn: ConnId) {
+        let writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cv) = writers.get(&conn) {
+            cv.notify_one();
+        }
+    }
+
+    fn writer(&self, conn: ConnId) -> Arc<Condvar> {
+        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        writers.entry(conn).or_default().clone()
     }
 }
 
@@ -214,9 +232,17 @@ fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
     };
     read_loop(&stream, conn, &shared);
     shared.lock().disconnect(conn);
+    // Closing may have fired watches (a guest connection releases its
+    // domain), and this connection's writer must see it is closed.
     shared.notify();
+    shared.wake(conn);
     let _ = stream.shutdown(std::net::Shutdown::Both);
     let _ = writer.join();
+    shared
+        .writers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&conn);
 }
 
 fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore) {
@@ -248,6 +274,7 @@ fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore) {
 }
 
 fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
+    let cv = shared.writer(conn);
     loop {
         let out = {
             let mut xs = shared.lock();
@@ -258,7 +285,7 @@ fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
                 if xs.has_output(conn) {
                     break xs.take_output(conn);
                 }
-                xs = shared.wait(xs);
+                xs = cv.wait(xs).unwrap_or_else(|e| e.into_inner());
             }
         };
         let mut bytes = Vec::new();
