@@ -6,12 +6,18 @@
 //! ([`xenstore::server::CONTROL_GUEST`], so the daemon applies the domain's
 //! permissions and quotas), and what the daemon sends back (replies, watch
 //! events) goes into the ring. The vCPU thread moves requests when the guest
-//! notifies and waits a little ([`REPLY_WAIT`]) for their replies, so most
-//! replies reach the ring on the vCPU thread, without waking it from
-//! another thread; a reader thread ([`XsRelay::run_reader`]) moves what
-//! comes later (slow replies, watch events) and raises the guest's event
-//! channel. The socket is non-blocking; the reader only polls it and reads
-//! under the relay's lock, so the two never split a reply between them.
+//! notifies (and whatever the daemon already sent); a reader thread
+//! ([`XsRelay::run_reader`]) moves the rest. The socket is non-blocking;
+//! the reader only polls it and reads under the relay's lock, so the two
+//! never split a message between them.
+//!
+//! The reader marks the guest's event channel pending and wakes a blocked
+//! vCPU, but does not signal a running one out of `KVM_RUN`: the event is
+//! delivered at its next exit (a kick from another thread that lands while
+//! the vCPU thread handles an exit from rxen's shim gets the kick vector
+//! injected into the shim, which crashes the domain: seen with Debian's
+//! cloud kernel in guest_rootfs; see the report to pv's maintainer). A
+//! guest waiting for a reply is blocked, so it wakes at once.
 //!
 //! The ring is the guest's and may be hostile: a corrupt index or an
 //! over-long message ends the relay (reported in the ring's `error` field,
@@ -31,11 +37,6 @@ use xenstore::Decoder;
 /// Replies held back for a guest that does not consume them; past this the
 /// relay stops reading the daemon (which then queues them itself).
 const OUT_HIGH_WATER: usize = 64 * 1024;
-
-/// How long the vCPU thread waits for the replies to requests it sent
-/// (the guest waits for them anyway; the daemon usually answers in well
-/// under a millisecond).
-pub const REPLY_WAIT: Duration = Duration::from_millis(2);
 
 struct Inner {
     ring: Ring<RawPage>,
@@ -129,18 +130,11 @@ impl XsRelay {
                 g.ended = true;
                 return true;
             }
-            let sent = Instant::now();
-            g.waiting_since.get_or_insert(sent);
-            // The replies, if they come soon.
-            while g.out.is_empty() && sent.elapsed() < REPLY_WAIT {
-                let left = REPLY_WAIT.saturating_sub(sent.elapsed());
-                if !wait_readable(&g.daemon, left) {
-                    break;
-                }
-                if self.read_available(&mut g).is_err() {
-                    return true;
-                }
-            }
+            g.waiting_since.get_or_insert_with(Instant::now);
+        }
+        // Replies or events that came meanwhile.
+        if self.read_available(&mut g).is_err() {
+            return true;
         }
         let moved = fill_ring(&mut g) || !bytes.is_empty();
         if g.out.len() < OUT_HIGH_WATER {
@@ -214,8 +208,9 @@ impl XsRelay {
                 }
                 g.stats.bytes_in != before
             };
-            if moved {
-                dom.raise(self.port);
+            if moved && dom.bits().set_pending(self.port, dom.vcpu_info()) {
+                // Not dom.raise(): see the module documentation.
+                dom.wakeup.notify();
             }
         }
     }
