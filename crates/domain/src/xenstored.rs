@@ -203,8 +203,18 @@ fn try_lock(f: &File) -> io::Result<bool> {
 }
 
 /// Forks: the parent exits with status 0 at once and the child carries on
-/// (as the daemon). Call it before any thread exists.
+/// (as the daemon). Call it before any thread exists. The daemon also lets
+/// every signal through again: a monitor that starts it has SIGTERM and
+/// friends blocked, and the mask is inherited across fork and exec (the
+/// daemon would ignore `kill`).
 pub fn detach() -> io::Result<()> {
+    // SAFETY: sigemptyset initialises the set; sigprocmask only changes
+    // this thread's (the only thread's) mask.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     // SAFETY: fork in a process that has no other threads yet (the caller's
     // contract); the child only continues this single-threaded program.
     match unsafe { libc::fork() } {
