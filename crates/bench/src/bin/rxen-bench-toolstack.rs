@@ -105,6 +105,24 @@ impl Bench {
             if ids.iter().all(|id| self.booted(*id)) {
                 break;
             }
+            // A domain that ended before its marker fails the run at once,
+            // with the end of its console (not after the hang guard).
+            for (name, id) in names.iter().zip(&ids) {
+                if !self.booted(*id) && !self.state().join(id.to_string()).exists() {
+                    let log = self
+                        .state()
+                        .join("logs")
+                        .join(format!("{name}.console.log"));
+                    let text = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(25).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    bail!(
+                        "{tag} domain {name} (id {id}) ended before /init; its console ({}) ends:\n{}",
+                        log.display(),
+                        tail.join("\n")
+                    );
+                }
+            }
             if t.elapsed() > TIMEOUT {
                 let late: Vec<u16> = ids.iter().copied().filter(|id| !self.booted(*id)).collect();
                 bail!(
