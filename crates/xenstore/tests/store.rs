@@ -291,12 +291,8 @@ fn transaction_ids_are_checked() {
     assert!(!xs.store().transaction_exists(id));
 }
 
-#[test]
-fn node_quota() {
-    let quotas = Quotas {
-        nodes: 5,
-        ..Quotas::default()
-    };
+/// A store with `quotas` where domain 1 owns its home directory.
+fn store_with_domain_1(quotas: Quotas) -> Xenstore {
     let mut xs = Xenstore::new(quotas);
     xs.mkdir(0, "/local/domain/1").unwrap();
     xs.set_perms(
@@ -305,6 +301,16 @@ fn node_quota() {
         xenstore::Perms::new(1, xenstore::Perm::None),
     )
     .unwrap();
+    xs
+}
+
+#[test]
+fn node_quota() {
+    let quotas = Quotas {
+        nodes: 5,
+        ..Quotas::default()
+    };
+    let mut xs = store_with_domain_1(quotas);
     let d1 = Client::new(&mut xs, 1);
     // The home counts as one.
     for i in 0..4 {
@@ -329,14 +335,7 @@ fn node_quota_in_transactions() {
         nodes: 3,
         ..Quotas::default()
     };
-    let mut xs = Xenstore::new(quotas);
-    xs.mkdir(0, "/local/domain/1").unwrap();
-    xs.set_perms(
-        0,
-        "/local/domain/1",
-        xenstore::Perms::new(1, xenstore::Perm::None),
-    )
-    .unwrap();
+    let mut xs = store_with_domain_1(quotas);
     let mut d1 = Client::new(&mut xs, 1);
     d1.start(&mut xs).unwrap();
     d1.write(&mut xs, "a", "x").unwrap();
@@ -432,14 +431,7 @@ fn a_transaction_holds_at_most_its_quota_of_nodes() {
         transaction_nodes: 50,
         ..Quotas::default()
     };
-    let mut xs = Xenstore::new(quotas);
-    xs.mkdir(0, "/local/domain/1").unwrap();
-    xs.set_perms(
-        0,
-        "/local/domain/1",
-        xenstore::Perms::new(1, xenstore::Perm::None),
-    )
-    .unwrap();
+    let mut xs = store_with_domain_1(quotas);
     let mut d1 = Client::new(&mut xs, 1);
     d1.start(&mut xs).unwrap();
     let mut refused = None;
