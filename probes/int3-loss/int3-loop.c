@@ -1,12 +1,11 @@
-/* Reproducer of a known rxen bug (open): a guest's #BP (int3) is sometimes
- * lost, or its handler entered one byte early, when a kick (timer or
- * device event) stops the vCPU around the trap's delivery. User space here
- * executes int3 in a loop and counts the SIGTRAPs the guest kernel sends
- * back; every one should arrive. Natively: lost=0. In an rxen guest on
- * 2026-11-26: lost=32..71 of 20 000, or a guest kernel oops in
- * xen_asm_exc_xen_unknown_trap+0xf (one byte before the int3 handler).
- * The same loss makes Debian's boot-time int3_selftest fail now and then
- * ("kernel BUG at arch/x86/kernel/alternative.c:1143"). */
+/* User space executes int3 in a loop and counts the SIGTRAPs the kernel
+ * sends back; every one should arrive (natively: lost=0). It found an rxen
+ * bug, fixed on 2026-11-26: when a kick stopped the vCPU around the #BP,
+ * rxen's direct event upcall moved RIP while KVM still held the software
+ * exception (KVM_GET_VCPU_EVENTS does not report those), so 24-71 of
+ * 20 000 traps were lost, or the guest kernel oopsed one byte before a
+ * handler; Debian's boot-time int3_selftest failed now and then ("kernel
+ * BUG at arch/x86/kernel/alternative.c:1143"). guest_cpu.rs runs it. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
