@@ -55,25 +55,16 @@ fn host_flags() -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
-    require_kvm();
+/// Boots Debian's kernel with `initrd` in the foreground (domain
+/// `rxen-test-TAG`) until it powers off; returns its console.
+fn boot_to_poweroff(tag: &str, initrd: &std::path::Path) -> String {
     let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch the kernel");
-    let avx = guestprep::static_binary("avx-switch", AVX_C).expect("build the AVX program");
-    let initrd = guestprep::busybox_initramfs(&Initramfs {
-        init_script: "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n\
-                      echo \"FLAGS=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)\"\n\
-                      /bin/avx\npoweroff -f\n"
-            .into(),
-        files: vec![("/bin/avx".into(), avx, 0o755)],
-    })
-    .expect("build the initramfs");
-    let dir = TempDir::new("cpu");
-    let cfg = dir.path().join("cpu.cfg");
+    let dir = TempDir::new(tag);
+    let cfg = dir.path().join(format!("{tag}.cfg"));
     std::fs::write(
         &cfg,
         format!(
-            "name = \"rxen-test-cpu\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
+            "name = \"rxen-test-{tag}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
              memory = 256\nextra = \"console=hvc0 quiet\"\n",
             kernel.vmlinuz.display(),
             initrd.display()
@@ -90,6 +81,22 @@ fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
     let t = run.text();
     assert!(!run.timed_out, "rxen hung:\n{t}");
     assert_eq!(run.code(), Some(0), "poweroff must exit 0:\n{t}");
+    t
+}
+
+#[test]
+fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
+    require_kvm();
+    let avx = guestprep::static_binary("avx-switch", AVX_C).expect("build the AVX program");
+    let initrd = guestprep::busybox_initramfs(&Initramfs {
+        init_script: "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n\
+                      echo \"FLAGS=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)\"\n\
+                      /bin/avx\npoweroff -f\n"
+            .into(),
+        files: vec![("/bin/avx".into(), avx, 0o755)],
+    })
+    .expect("build the initramfs");
+    let t = boot_to_poweroff("cpu", &initrd);
     let guest: Vec<&str> = t
         .lines()
         .find_map(|l| l.split_once("FLAGS="))
@@ -126,7 +133,6 @@ fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
 #[test]
 fn no_breakpoint_trap_is_lost_to_an_event_upcall() {
     require_kvm();
-    let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch the kernel");
     let prog = guestprep::static_binary(
         "int3-loop",
         include_str!("../../../probes/int3-loss/int3-loop.c"),
@@ -137,28 +143,7 @@ fn no_breakpoint_trap_is_lost_to_an_event_upcall() {
         files: vec![("/bin/int3-loop".into(), prog, 0o755)],
     })
     .expect("build the initramfs");
-    let dir = TempDir::new("int3");
-    let cfg = dir.path().join("int3.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"rxen-test-int3\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
-             memory = 256\nextra = \"console=hvc0 quiet\"\n",
-            kernel.vmlinuz.display(),
-            initrd.display()
-        ),
-    )
-    .unwrap();
-    let run = run_with_deadline(
-        Command::new(rxen())
-            .env("RXEN_STATE_DIR", dir.path().join("state"))
-            .args(["create", "-F", "-c"])
-            .arg(&cfg),
-        Duration::from_secs(240),
-    );
-    let t = run.text();
-    assert!(!run.timed_out, "rxen hung:\n{t}");
-    assert_eq!(run.code(), Some(0), "poweroff must exit 0:\n{t}");
+    let t = boot_to_poweroff("int3", &initrd);
     assert!(
         t.contains("INT3 executed=20000 trapped=20000 lost=0"),
         "int3 traps were lost:\n{t}"
