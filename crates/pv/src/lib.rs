@@ -19,6 +19,8 @@ pub mod evtchn_op;
 pub mod grant;
 /// The grant table hypercall.
 pub mod grant_op;
+/// How the host schedules a vCPU thread (a Xen-like time slice).
+pub mod host_sched;
 /// Hypercall dispatch.
 pub mod hypercall;
 /// KVM's own per-vCPU counters (binary stats fd).

@@ -273,6 +273,9 @@ impl Vcpu {
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
         self.dom.vcpu_thread.store(me as u64, Ordering::SeqCst);
+        if let Err(e) = crate::host_sched::set_thread_slice(crate::host_sched::VCPU_SLICE) {
+            tracing::debug!("vCPU thread keeps the host's default time slice: {e}");
+        }
         match crate::vcpu_timer::VcpuTimer::for_this_thread() {
             Ok(t) => self.timer = Some(t),
             Err(e) => return ShutdownReason::Crash(format!("cannot create the vCPU timer: {e}")),
