@@ -169,6 +169,34 @@ impl Bench {
     }
 }
 
+/// A process's CPU time so far (user, system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Result<(Duration, Duration)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &s[s.rfind(')').context("malformed stat")? + 1..];
+    // After the command: state is field 3; utime and stime are 14 and 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<Duration> {
+        let t: u64 = f.get(i - 3).context("short stat")?.parse()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Ok(Duration::from_nanos(t * 1_000_000_000 / hz))
+    };
+    Ok((ticks(14)?, ticks(15)?))
+}
+
+/// Mean CPU time (user, system) of the domains' monitors, seconds.
+fn mean_cpu(doms: &Doms) -> Result<(f64, f64)> {
+    let mut u = 0.0;
+    let mut s = 0.0;
+    for (_, _, pid) in doms {
+        let (du, ds) = cpu_time(*pid)?;
+        u += du.as_secs_f64();
+        s += ds.as_secs_f64();
+    }
+    let n = doms.len().max(1) as f64;
+    Ok((u / n, s / n))
+}
+
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -237,7 +265,7 @@ fn main() -> Result<()> {
         println!(
             "rxen-bench-toolstack [N]: create→/init and destroy→freed for 1 and N (default 20)\n\
              domains started together, scaling against ideal, and each monitor's memory\n\
-             beyond guest RAM.\n\nExample:\n  $ cargo build --release -p rxen -p bench\n  \
+             beyond guest RAM. RXEN_BENCH_KEEP=1 keeps the domains' logs.\n\nExample:\n  $ cargo build --release -p rxen -p bench\n  \
              $ target/release/rxen-bench-toolstack 20"
         );
         return Ok(());
@@ -279,7 +307,7 @@ fn main() -> Result<()> {
             }
         }
     }
-    if result.is_ok() {
+    if result.is_ok() && std::env::var_os("RXEN_BENCH_KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     } else {
         // The domains' console and domain logs say why one did not boot.
@@ -295,6 +323,7 @@ fn run(b: &Bench, n: usize) -> Result<()> {
     b.destroy(&doms)?;
     let (second, doms) = b.boot("one", 1)?;
     let one = first.min(second);
+    let one_cpu = mean_cpu(&doms)?;
     let (oh_rss, oh, guest) = overhead_kib(doms[0].2)?;
     let one_destroy = b.destroy(&doms)?;
     println!(
@@ -313,6 +342,7 @@ fn run(b: &Bench, n: usize) -> Result<()> {
     );
 
     let (all, doms) = b.boot("many", n)?;
+    let all_cpu = mean_cpu(&doms)?;
     let mut ohs = Vec::new();
     for (_, _, pid) in &doms {
         ohs.push(overhead_kib(*pid)?.1);
@@ -332,6 +362,11 @@ fn run(b: &Bench, n: usize) -> Result<()> {
         one.as_secs_f64(),
         efficiency * 100.0,
         if efficiency >= 0.9 { "met" } else { "NOT met" }
+    );
+    // Where scaling goes: a boot's own CPU time alone and among n.
+    println!(
+        "toolstack: CPU time of a boot (monitor, user + system): alone {:.2} + {:.2} s, among {n} {:.2} + {:.2} s",
+        one_cpu.0, one_cpu.1, all_cpu.0, all_cpu.1
     );
     println!(
         "toolstack: monitor anonymous memory beyond guest RAM over {n} domains: mean {mean_oh:.1} MiB, max {max_oh:.1} MiB (target ≤ 5 MiB: {})",
