@@ -35,6 +35,18 @@ pub enum OnShutdown {
     RenameRestart,
 }
 
+impl OnShutdown {
+    /// The xl.cfg spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnShutdown::Destroy => "destroy",
+            OnShutdown::Restart => "restart",
+            OnShutdown::Preserve => "preserve",
+            OnShutdown::RenameRestart => "rename-restart",
+        }
+    }
+}
+
 /// The config's `on_poweroff`, `on_reboot` and `on_crash`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Actions {
@@ -83,13 +95,17 @@ pub struct MonitorSpec {
     /// stdout; stdin, raw when a terminal, fed to the guest; `^]` destroys
     /// the domain).
     pub terminal: bool,
+    /// This domain is itself a restart (the new domain of a
+    /// `rename-restart`): its first boot counts as a restart for
+    /// [`MIN_RESTART_INTERVAL`], so a chain of rename-restarts stops too.
+    pub restarted: bool,
 }
 
 /// The registry side of `rename-restart`, provided by the toolstack.
 pub trait Hooks: Send + Sync {
     /// Renames this domain (currently `name`) to a free name in the
-    /// registry and starts a new domain from the same config; returns the
-    /// name this domain now has.
+    /// registry and starts a new domain from the same config, as a restart
+    /// ([`MonitorSpec::restarted`]); returns the name this domain now has.
     fn rename_restart(&self, name: &str) -> Result<String, String>;
 }
 
@@ -378,7 +394,7 @@ pub fn run_detached(
     };
     let mut elapsed = Duration::ZERO;
     let mut last_stats = pv::vcpu::Stats::default();
-    let mut last_restart: Option<Instant> = None;
+    let mut last_restart: Option<Instant> = m.restarted.then(Instant::now);
     loop {
         spec.name = shared.st.lock().unwrap().name.clone();
         let sink: Box<dyn Write + Send> = if m.terminal {
@@ -521,25 +537,25 @@ pub fn run_detached(
             viewers.publish(line.as_bytes());
             let _ = (&log).write_all(line.as_bytes());
         };
+        if let Some(since) = restart_refused(action, last_restart) {
+            tracing::error!(
+                since_last_restart = ?since,
+                "not restarting (on_{} = {}): the domain is restarting too fast (less \
+                 than {} s since the last restart); destroying it",
+                action_key(&reason),
+                action.name(),
+                MIN_RESTART_INTERVAL.as_secs()
+            );
+            note(&format!(
+                "- restarting too fast ({:.1} s since the last restart): destroyed",
+                since.as_secs_f64()
+            ));
+            break;
+        }
         match action {
             OnShutdown::Destroy => break,
             OnShutdown::Restart => {
                 let key = action_key(&reason);
-                if let Some(since) = last_restart.map(|t| t.elapsed()) {
-                    if since < MIN_RESTART_INTERVAL {
-                        tracing::error!(
-                            since_last_restart = ?since,
-                            "not restarting (on_{key} = restart): the domain is restarting too \
-                             fast (less than {} s since the last restart); destroying it",
-                            MIN_RESTART_INTERVAL.as_secs()
-                        );
-                        note(&format!(
-                            "- restarting too fast ({:.1} s since the last restart): destroyed",
-                            since.as_secs_f64()
-                        ));
-                        break;
-                    }
-                }
                 tracing::info!("restarting (on_{key} = restart) in {RESTART_DELAY:?}");
                 note("- restarting");
                 let mut st = shared.st.lock().unwrap();
@@ -611,6 +627,19 @@ impl Write for Tee {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Whether `action` is a restart this soon after the last one (`None`:
+/// none yet) that [`MIN_RESTART_INTERVAL`] refuses; if so, how soon.
+/// `rename-restart` counts as well as `restart`: a guest that crashes at
+/// once would otherwise make domain after domain.
+fn restart_refused(action: OnShutdown, last_restart: Option<Instant>) -> Option<Duration> {
+    if !matches!(action, OnShutdown::Restart | OnShutdown::RenameRestart) {
+        return None;
+    }
+    last_restart
+        .map(|t| t.elapsed())
+        .filter(|since| *since < MIN_RESTART_INTERVAL)
 }
 
 fn action_key(reason: &ShutdownReason) -> &'static str {
@@ -757,6 +786,26 @@ mod tests {
             a.for_reason(&ShutdownReason::Destroyed),
             OnShutdown::Destroy
         );
+    }
+
+    #[test]
+    fn restarts_too_soon_are_refused_for_restart_and_rename_restart() {
+        let long_ago = Instant::now().checked_sub(MIN_RESTART_INTERVAL + Duration::from_secs(1));
+        for action in [OnShutdown::Restart, OnShutdown::RenameRestart] {
+            // The first restart of a domain is allowed.
+            assert_eq!(restart_refused(action, None), None, "{action:?}");
+            // One right after the last is refused.
+            assert!(
+                restart_refused(action, Some(Instant::now())).is_some(),
+                "{action:?}"
+            );
+            if long_ago.is_some() {
+                assert_eq!(restart_refused(action, long_ago), None, "{action:?}");
+            }
+        }
+        for action in [OnShutdown::Destroy, OnShutdown::Preserve] {
+            assert_eq!(restart_refused(action, Some(Instant::now())), None);
+        }
     }
 
     #[test]

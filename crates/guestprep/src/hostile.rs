@@ -41,9 +41,9 @@ const CFLAGS: &[&str] = &[
 /// PADDR_OFFSET 0xffffffff80000000) loaded at VIRT_BASE + 1 MiB.
 ///
 /// Its command line chooses what it does: `mode=script` runs the fixed list
-/// of bad calls and prints `HOSTILE-RET name value` for each; `mode=crash`
-/// and `mode=reboot` shut down at once as crashed or rebooting (a domain that
-/// fails at boot); otherwise `seed=N count=N` fuzz. It prints `HOSTILE-DONE` and powers off at the end;
+/// of bad calls and prints `HOSTILE-RET name value` for each; `mode=crash`,
+/// `mode=reboot` and `mode=poweroff` shut down at once as crashed, rebooting
+/// or powered off (a domain that fails at boot); otherwise `seed=N count=N` fuzz. It prints `HOSTILE-DONE` and powers off at the end;
 /// an exception that reaches it prints `HOSTILE-TRAP vector` and it shuts down
 /// as crashed.
 pub fn hostile_kernel() -> Result<PathBuf, PrepError> {

@@ -38,7 +38,9 @@ pub fn absolutize(cfg: &mut DomainConfig) -> Result<()> {
 }
 
 /// Registers `cfg`, starts its monitor and waits until the guest runs.
-pub fn create(reg: &Registry, cfg: &DomainConfig, paused: bool) -> Result<Entry> {
+/// `restarted`: the domain is a rename-restart's new domain (its first boot
+/// counts for the restart rate limit).
+pub fn create(reg: &Registry, cfg: &DomainConfig, paused: bool, restarted: bool) -> Result<Entry> {
     let res = reg.reserve(cfg)?;
     let (r, w) = pipe().context("cannot make the monitor's ready pipe")?;
     let log = open_append(&res.paths.domain_log)
@@ -58,6 +60,9 @@ pub fn create(reg: &Registry, cfg: &DomainConfig, paused: bool) -> Result<Entry>
         .arg(ready_fd.to_string());
     if paused {
         cmd.arg("--paused");
+    }
+    if restarted {
+        cmd.arg("--restarted");
     }
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone().context("cannot duplicate the log")?)
@@ -183,14 +188,21 @@ impl Hooks for RegistryHooks {
             .map_err(|e| e.to_string())?;
         let mut cfg = self.config.lock().unwrap().clone();
         cfg.name = name.to_string();
-        create(&self.reg, &cfg, false).map_err(|e| format!("{e:#}"))?;
+        create(&self.reg, &cfg, false, true).map_err(|e| format!("{e:#}"))?;
         Ok(new)
     }
 }
 
 /// The hidden `monitor` subcommand: runs domain `id` of the registry in
 /// `state` until it is destroyed, then removes its entry.
-pub fn monitor(state: &Path, id: u16, lock_fd: RawFd, ready_fd: RawFd, paused: bool) -> Result<()> {
+pub fn monitor(
+    state: &Path,
+    id: u16,
+    lock_fd: RawFd,
+    ready_fd: RawFd,
+    paused: bool,
+    restarted: bool,
+) -> Result<()> {
     // SAFETY: the creating command passed these descriptors to this process
     // for it alone; they are not used anywhere else.
     let lock = unsafe { File::from_raw_fd(lock_fd) };
@@ -228,6 +240,7 @@ pub fn monitor(state: &Path, id: u16, lock_fd: RawFd, ready_fd: RawFd, paused: b
         console_log: paths.console_log.clone(),
         start_paused: paused,
         terminal: false,
+        restarted,
     };
     let hooks = Arc::new(RegistryHooks {
         reg: reg.clone(),
@@ -301,6 +314,7 @@ pub fn foreground(
         console_log: paths.console_log.clone(),
         start_paused: false,
         terminal: console,
+        restarted: false,
     };
     let hooks = Arc::new(RegistryHooks {
         reg: reg.clone(),

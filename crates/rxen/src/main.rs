@@ -207,6 +207,9 @@ enum Command {
         ready_fd: i32,
         #[arg(long)]
         paused: bool,
+        /// The domain is a rename-restart's new domain.
+        #[arg(long)]
+        restarted: bool,
     },
     /// The host's xenstored (started on demand by `create`; internal).
     #[command(hide = true, after_help = XENSTORED_HELP)]
@@ -362,7 +365,9 @@ fn main() -> ExitCode {
             lock_fd,
             ready_fd,
             paused,
-        } => detached::monitor(&state, id, lock_fd, ready_fd, paused).map(|_| Status::Poweroff),
+            restarted,
+        } => detached::monitor(&state, id, lock_fd, ready_fd, paused, restarted)
+            .map(|_| Status::Poweroff),
         other => manage(other).map(|_| Status::Poweroff),
     };
     match result {
@@ -417,7 +422,7 @@ fn create(args: CreateArgs) -> Result<Status> {
         }
         return run(&reg, &cfg, disks, nics, args.console, args.quiet);
     }
-    let entry = detached::create(&reg, &cfg, args.paused)?;
+    let entry = detached::create(&reg, &cfg, args.paused, false)?;
     if !args.quiet {
         eprintln!(
             "Started domain {} (id={}){}",

@@ -653,3 +653,60 @@ fn restarts_that_come_too_fast_are_refused() {
     }
     assert!(h.list().is_empty());
 }
+
+/// `rename-restart` is rate-limited as `restart` is: a guest that stops at
+/// once leaves its first boot (renamed, kept) and one new domain, which is
+/// given up; without the limit, domain after domain would start.
+#[test]
+fn rename_restarts_that_come_too_fast_are_refused() {
+    let h = Host::new("rrloop");
+    let kernel = guestprep::hostile_kernel().expect("build the hostile kernel (gcc, libxen-dev)");
+    for (name, mode, key, kept_state) in [
+        ("ts-rrcrash", "crash", "on_crash", "----c-"),
+        ("ts-rrreboot", "reboot", "on_reboot", "---s--"),
+        ("ts-rrpoweroff", "poweroff", "on_poweroff", "---s--"),
+    ] {
+        let cfg = h.dir.join(format!("{name}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"{name}\"\nkernel = \"{}\"\nmemory = 32\nextra = \"mode={mode}\"\n\
+                 {key} = \"rename-restart\"\n",
+                kernel.display()
+            ),
+        )
+        .unwrap();
+        h.ok(&["create", "-q", cfg.to_str().unwrap()]);
+        // The second domain (the first restart) stops at once too and is
+        // destroyed; its log is kept under the name it had.
+        let kept = h.state().join(format!("logs/{name}.domain.log"));
+        wait_until(
+            Duration::from_secs(120),
+            &format!("{name}'s restart to be given up"),
+            || {
+                std::fs::read_to_string(&kept)
+                    .is_ok_and(|l| l.contains("restarting too fast") && l.contains("destroyed"))
+            },
+        );
+        // And nothing starts after it.
+        std::thread::sleep(Duration::from_secs(3));
+        let rows: Vec<_> = h
+            .list()
+            .into_iter()
+            .filter(|r| r.0.starts_with(name))
+            .map(|r| (r.0, r.2))
+            .collect();
+        assert_eq!(
+            rows,
+            [(format!("{name}-1"), kept_state.to_string())],
+            "the first boot is kept renamed, nothing else runs"
+        );
+        let log = std::fs::read_to_string(&kept).unwrap();
+        assert!(log.contains("rename-restart"), "{log}");
+        let console =
+            std::fs::read_to_string(h.state().join(format!("logs/{name}.console.log"))).unwrap();
+        assert!(console.contains("restarting too fast"), "{console}");
+        h.ok(&["destroy", &format!("{name}-1")]);
+    }
+    assert!(h.list().is_empty());
+}

@@ -9,8 +9,9 @@
  * Command line (start_info.cmd_line), space-separated:
  *   mode=fuzz|script  fuzz: randomised garbage; script: a fixed list of bad
  *                     calls whose return values are printed
- *   mode=crash|reboot shut down at once as crashed / rebooting (a domain
- *                     that fails at boot, for the toolstack's restart rules)
+ *   mode=crash|reboot|poweroff  shut down at once as crashed / rebooting /
+ *                     powered off (a domain that fails at boot, for the
+ *                     toolstack's restart rules)
  *   seed=N count=N    the fuzzer's xorshift seed and number of hypercalls
  *
  * Output lines on console_io: "HOSTILE-RET name value" (script mode),
@@ -821,6 +822,11 @@ void kmain(start_info_t *si) {
     if (mode && mode[0] == 'r') {
         say("HOSTILE-REBOOT-AT-BOOT");
         shutdown(SHUTDOWN_reboot);
+        return;
+    }
+    if (mode && mode[0] == 'p') {
+        say("HOSTILE-POWEROFF-AT-BOOT");
+        shutdown(SHUTDOWN_poweroff);
         return;
     }
     if (mode && mode[0] == 's') {
