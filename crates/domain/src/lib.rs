@@ -1,11 +1,10 @@
 //! The monitor of one domain: builds it with the PV machine, wires its
 //! device backends (console, xenstore ring) and runs it.
 //!
-//! Two modes: [`run_foreground`] runs the domain in the calling process
-//! until it stops, with its console optionally attached to the terminal
-//! (`rxen create -F [-c]`); [`monitor::run_detached`] is the monitor of a
-//! detached domain (`rxen create`), serving a control socket and a console
-//! socket and applying the `on_*` actions.
+//! [`monitor::run_detached`] is a domain's monitor, serving a control
+//! socket and a console socket and applying the `on_*` actions: in a
+//! process of its own (`rxen create`) or in the calling one, its console
+//! optionally on the terminal too (`rxen create -F [-c]`).
 //!
 //! - [`hub`]: the [`pv::domain::DeviceHub`] (console ring, xenstore ring,
 //!   `console_io` output).
@@ -32,9 +31,8 @@ pub mod xs_relay;
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pv::domain::ShutdownReason;
 use pv::launch::{BootSpec, LaunchError};
@@ -62,19 +60,6 @@ pub struct DomainSpec {
     pub disks: Vec<blk::DiskAttach>,
     /// Network interfaces (`vif=[...]`).
     pub nics: Vec<net::NicAttach>,
-}
-
-/// How to run in the foreground.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Foreground {
-    /// Console on this process's terminal: its output on stdout, stdin fed
-    /// to it (in raw mode when stdin is a terminal; `^]` destroys the
-    /// domain). Without it the console goes only to `console_log`.
-    pub attach_console: bool,
-    /// Where to keep everything the guest prints (truncated first).
-    pub console_log: Option<PathBuf>,
-    /// The domain's id (in xenstore paths).
-    pub domid: DomId,
 }
 
 /// How a domain ended.
@@ -138,94 +123,31 @@ pub enum MonitorError {
     Thread(std::io::Error),
 }
 
-/// Builds the domain and runs it on the calling thread until it stops.
-/// Errors are reported before the guest runs its first instruction.
-pub fn run_foreground(spec: &DomainSpec, opts: &Foreground) -> Result<Ended, MonitorError> {
-    let log = match &opts.console_log {
-        Some(path) => Some(open_log(path)?),
-        None => None,
+/// Connects to the host's xenstored (started if need be): a dom0
+/// connection, and one that speaks for the guest as domain `domid`.
+fn connect_store(domid: DomId) -> Result<hub::StoreLink, MonitorError> {
+    let socket = xenstored::ensure_running(&state::state_dir())?;
+    let connect = || {
+        XsClient::connect(&socket).map_err(|source| MonitorError::StoreConnect {
+            path: socket.clone(),
+            source,
+        })
     };
-    let terminal: Option<Box<dyn std::io::Write + Send>> = opts
-        .attach_console
-        .then(|| Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>);
-
-    // Block the signals before any domain thread exists, so every thread
-    // inherits the mask and only the watcher receives them.
-    let signals = terminal::BlockedSignals::block();
-    let (prepared, hub) = build_with(spec, opts.domid, ConsoleOutput::new(terminal, log), true)?;
-
-    let control = Arc::new(terminal::Control::default());
-    let raw = if opts.attach_console {
-        terminal::RawMode::enter(libc::STDIN_FILENO).map_err(MonitorError::Terminal)?
-    } else {
-        None
-    };
-    let mut threads = Vec::new();
-    if opts.attach_console {
-        let (h, d, c) = (hub.clone(), prepared.dom.clone(), control.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("rxen-console-in".into())
-                .spawn(move || terminal::feed_console(libc::STDIN_FILENO, h, d, c))
-                .expect("spawn console input thread"),
-        );
+    let client = connect()?;
+    let mut guest = connect()?;
+    let arg = format!("{}\0{domid}\0", xenstore::server::CONTROL_GUEST);
+    match guest.request(MsgType::Control, NO_TX, arg.as_bytes()) {
+        Ok(_) => {}
+        Err(XsError::Exist) => return Err(MonitorError::DomidInUse(domid)),
+        Err(e) => return Err(MonitorError::Xenstore(e)),
     }
-    {
-        let (h, d) = (hub.clone(), prepared.dom.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("rxen-blk".into())
-                .spawn(move || h.run_block(&d))
-                .expect("spawn block thread"),
-        );
-    }
-    {
-        let (d, c) = (prepared.dom.clone(), control.clone());
-        threads.push(
-            std::thread::Builder::new()
-                .name("rxen-signals".into())
-                .spawn(move || terminal::watch_signals(d, c))
-                .expect("spawn signal thread"),
-        );
-    }
-
-    tracing::info!(
-        name = spec.name,
-        domid = opts.domid,
-        memory_mib = spec.memory_mib,
-        kernel = %spec.kernel.display(),
-        cmdline = spec.cmdline,
-        "domain starting"
-    );
-    hub.start_net(&prepared.dom)?;
-    let started = Instant::now();
-    let (reason, stats) = prepared.run();
-    let elapsed = started.elapsed();
-    hub.stop_block();
-    hub.stop_net();
-    hub.release_xenstore();
-
-    control.stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        let _ = t.join();
-    }
-    drop(raw);
-    drop(signals);
-    let destroyed = control.destroyed.lock().unwrap().clone();
-    tracing::info!(
-        reason = reason.name(),
-        detail = ?reason,
-        destroyed = destroyed.as_ref().map(|d| d.to_string()),
-        ?elapsed,
-        ?stats,
-        "domain ended"
-    );
-    Ok(Ended {
-        reason,
-        destroyed,
-        elapsed,
-        stats,
-    })
+    let guest = guest
+        .into_stream()
+        .map_err(|source| MonitorError::StoreConnect {
+            path: socket.clone(),
+            source,
+        })?;
+    Ok(hub::StoreLink { client, guest })
 }
 
 /// Loads the kernel and ramdisk, opens the disks, builds the domain with
@@ -236,51 +158,6 @@ pub fn build(
     spec: &DomainSpec,
     domid: DomId,
     output: ConsoleOutput,
-) -> Result<(pv::launch::Prepared, Arc<HubState>), MonitorError> {
-    build_with(spec, domid, output, false)
-}
-
-/// Connects to the host's xenstored (started if need be): a dom0
-/// connection, and one that speaks for the guest. With `search`, the first
-/// id from `domid` up that no other domain uses is taken (foreground
-/// domains, which the registry does not number).
-fn connect_store(domid: DomId, search: bool) -> Result<(hub::StoreLink, DomId), MonitorError> {
-    let socket = xenstored::ensure_running(&state::state_dir())?;
-    let connect = || {
-        XsClient::connect(&socket).map_err(|source| MonitorError::StoreConnect {
-            path: socket.clone(),
-            source,
-        })
-    };
-    let client = connect()?;
-    let mut guest = connect()?;
-    let mut id = domid;
-    loop {
-        let arg = format!("{}\0{id}\0", xenstore::server::CONTROL_GUEST);
-        match guest.request(MsgType::Control, NO_TX, arg.as_bytes()) {
-            Ok(_) => break,
-            Err(XsError::Exist) if search && id < MAX_FOREGROUND_DOMID => id += 1,
-            Err(XsError::Exist) => return Err(MonitorError::DomidInUse(id)),
-            Err(e) => return Err(MonitorError::Xenstore(e)),
-        }
-    }
-    let guest = guest
-        .into_stream()
-        .map_err(|source| MonitorError::StoreConnect {
-            path: socket.clone(),
-            source,
-        })?;
-    Ok((hub::StoreLink { client, guest }, id))
-}
-
-/// Highest id a foreground domain may take (Xen's last ordinary id).
-const MAX_FOREGROUND_DOMID: DomId = 0x7fef;
-
-fn build_with(
-    spec: &DomainSpec,
-    domid: DomId,
-    output: ConsoleOutput,
-    search: bool,
 ) -> Result<(pv::launch::Prepared, Arc<HubState>), MonitorError> {
     let kernel =
         pv_image::load_kernel_cached(&spec.kernel, &pv_image::KernelCache::in_user_cache())?;
@@ -314,11 +191,8 @@ fn build_with(
     drop(initrd);
 
     let boot = &prepared.boot;
-    let (mut link, domid) = connect_store(domid, search)?;
+    let mut link = connect_store(domid)?;
     let xs = &mut link.client;
-    if search {
-        tracing::info!(domid, "foreground domain id");
-    }
     let uuid = spec.uuid.unwrap_or_else(store_layout::generate_uuid);
     store_layout::write_domain(
         xs,

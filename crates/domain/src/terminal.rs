@@ -169,7 +169,7 @@ pub(crate) fn signal_set() -> libc::sigset_t {
 }
 
 /// SIGINT, SIGTERM and SIGHUP blocked on the calling thread (and the threads
-/// it spawns) until dropped, so [`watch_signals`] receives them instead of
+/// it spawns) until dropped, so a signal thread (the monitor's) receives them instead of
 /// the process dying with the terminal in raw mode.
 pub struct BlockedSignals {
     old: libc::sigset_t,
@@ -199,26 +199,5 @@ impl Drop for BlockedSignals {
         while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } > 0 {}
         // SAFETY: restores the mask saved by `block` on the same thread.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
-    }
-}
-
-/// Waits for SIGINT/SIGTERM/SIGHUP (blocked by [`BlockedSignals`]) and
-/// destroys the domain on the first; returns when `control.stop` is set.
-pub fn watch_signals(dom: Arc<DomainShared>, control: Arc<Control>) {
-    let set = signal_set();
-    let timeout = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: POLL.as_nanos() as libc::c_long,
-    };
-    while !control.stop.load(Ordering::SeqCst) {
-        // SAFETY: valid set and timeout; no siginfo wanted.
-        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
-        let name = match sig {
-            libc::SIGINT => "SIGINT",
-            libc::SIGTERM => "SIGTERM",
-            libc::SIGHUP => "SIGHUP",
-            _ => continue,
-        };
-        control.destroy(&dom, Destroyed::Signal(name));
     }
 }
