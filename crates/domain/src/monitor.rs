@@ -536,6 +536,10 @@ pub fn run_detached(
             let line = format!("\r\n[rxen: domain {} {text}]\r\n", reason.name());
             viewers.publish(line.as_bytes());
             let _ = (&log).write_all(line.as_bytes());
+            if m.terminal {
+                let mut out = std::io::stdout();
+                let _ = out.write_all(line.as_bytes()).and_then(|_| out.flush());
+            }
         };
         if let Some(since) = restart_refused(action, last_restart) {
             tracing::error!(
@@ -583,6 +587,23 @@ pub fn run_detached(
                     }
                 }
                 note("- preserved until destroyed");
+                // `create -F -c`: ^] on the terminal still ends it.
+                let escape = if m.terminal {
+                    let s = shared.clone();
+                    std::thread::Builder::new()
+                        .name("rxen-escape".into())
+                        .spawn(move || {
+                            let stop = || s.st.lock().unwrap().destroy;
+                            if crate::terminal::wait_for_escape(libc::STDIN_FILENO, stop) {
+                                tracing::info!("^] on the terminal: destroying the domain");
+                                s.destroy(Some(Destroyed::Escape));
+                            }
+                        })
+                        .map_err(|e| tracing::warn!("^] will not end the domain: {e}"))
+                        .ok()
+                } else {
+                    None
+                };
                 let mut st = shared.st.lock().unwrap();
                 st.phase = if matches!(reason, ShutdownReason::Crash(_) | ShutdownReason::Watchdog)
                 {
@@ -592,6 +613,10 @@ pub fn run_detached(
                 };
                 while !st.destroy {
                     st = shared.cv.wait(st).unwrap();
+                }
+                drop(st);
+                if let Some(t) = escape {
+                    let _ = t.join();
                 }
                 break;
             }

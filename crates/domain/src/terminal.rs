@@ -155,6 +155,40 @@ pub fn feed_console(fd: RawFd, hub: Arc<HubState>, dom: Arc<DomainShared>, contr
     }
 }
 
+/// Reads `fd` (the terminal, between boots: nothing is fed to a guest) until
+/// `^]` is typed, returning true, or until `stop()` holds or input ends,
+/// returning false. `stop` is checked every [`POLL`].
+pub fn wait_for_escape(fd: RawFd, stop: impl Fn() -> bool) -> bool {
+    let mut buf = [0u8; 256];
+    while !stop() {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, POLL.as_millis() as i32) } <= 0 {
+            continue;
+        }
+        // SAFETY: reads into `buf`, at most its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return false;
+        }
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) {
+                continue;
+            }
+            return false;
+        }
+        if buf[..n as usize].contains(&ESCAPE) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The signals that end a foreground domain.
 pub(crate) fn signal_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
@@ -199,5 +233,48 @@ impl Drop for BlockedSignals {
         while unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) } > 0 {}
         // SAFETY: restores the mask saved by `block` on the same thread.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+
+    fn pipe() -> (std::fs::File, std::fs::File) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new descriptors into `fds`.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        use std::os::fd::FromRawFd;
+        // SAFETY: both descriptors were just created and are owned here.
+        unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
+    }
+
+    #[test]
+    fn escape_is_seen_among_other_input() {
+        let (r, mut w) = pipe();
+        w.write_all(b"ls\r").unwrap();
+        w.write_all(b"x\x1dy").unwrap();
+        assert!(wait_for_escape(r.as_raw_fd(), || false));
+    }
+
+    #[test]
+    fn waiting_for_escape_ends_on_stop_or_end_of_input() {
+        let (r, w) = pipe();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let t = s.spawn(|| wait_for_escape(r.as_raw_fd(), || stop.load(Ordering::SeqCst)));
+            std::thread::sleep(Duration::from_millis(50));
+            stop.store(true, Ordering::SeqCst);
+            assert!(!t.join().unwrap());
+        });
+        drop(w);
+        assert!(!wait_for_escape(r.as_raw_fd(), || false));
     }
 }

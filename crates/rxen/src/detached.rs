@@ -153,6 +153,15 @@ fn action(a: ShutdownAction) -> OnShutdown {
     }
 }
 
+/// The config's `on_*` actions, for a detached and a foreground monitor alike.
+fn actions(cfg: &DomainConfig) -> Actions {
+    Actions {
+        on_poweroff: action(cfg.on_poweroff),
+        on_reboot: action(cfg.on_reboot),
+        on_crash: action(cfg.on_crash),
+    }
+}
+
 /// What the monitor needs from a config.
 pub fn domain_spec(
     cfg: &DomainConfig,
@@ -230,11 +239,7 @@ pub fn monitor(
     let spec = MonitorSpec {
         domain: domain_spec(&cfg, disks, nics),
         domid: id,
-        actions: Actions {
-            on_poweroff: action(cfg.on_poweroff),
-            on_reboot: action(cfg.on_reboot),
-            on_crash: action(cfg.on_crash),
-        },
+        actions: actions(&cfg),
         control_socket: paths.control_socket.clone(),
         console_socket: paths.console_socket.clone(),
         console_log: paths.console_log.clone(),
@@ -277,9 +282,12 @@ pub struct ForegroundEnd {
 
 /// `create -F`: the domain is registered like a detached one (it shows in
 /// `rxen list`; `rxen console`, `destroy`, `pause`, ... reach it from other
-/// terminals) but this process is its monitor, and it runs once: however
-/// the guest stops, the domain ends and leaves the registry, its logs kept
-/// in STATE/logs/. `console` also attaches it to this terminal.
+/// terminals) and its monitor is the same, with its `on_*` actions, but runs
+/// in this process (as `xl create -F` follows its domain): a restart boots
+/// it again here, a preserved domain stays listed until destroyed (or ^],
+/// or a signal to this process), and once it is gone it leaves the registry,
+/// its logs kept in STATE/logs/. `console` also attaches it to this
+/// terminal. A rename-restart's new domain is a detached one.
 pub fn foreground(
     reg: &Registry,
     cfg: &DomainConfig,
@@ -304,11 +312,7 @@ pub fn foreground(
     let spec = MonitorSpec {
         domain: domain_spec(cfg, disks, nics),
         domid: entry.id,
-        actions: Actions {
-            on_poweroff: OnShutdown::Destroy,
-            on_reboot: OnShutdown::Destroy,
-            on_crash: OnShutdown::Destroy,
-        },
+        actions: actions(cfg),
         control_socket: paths.control_socket.clone(),
         console_socket: paths.console_socket.clone(),
         console_log: paths.console_log.clone(),

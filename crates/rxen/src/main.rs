@@ -239,8 +239,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct CreateArgs {
-    /// Stay in the foreground until the domain ends (it runs once; it is
-    /// listed and reachable like any domain meanwhile; ^] or a signal ends it).
+    /// Stay in the foreground until the domain is gone (on_* apply as for a
+    /// detached domain; it is listed and reachable like any domain
+    /// meanwhile; ^] or a signal ends it).
     #[arg(short = 'F')]
     foreground: bool,
     /// Attach the console after creating (detached: ^] detaches; with -F:
@@ -280,7 +281,7 @@ const CREATE_HELP: &str = concat!(
     "  extra = \"console=hvc0\"\n",
     "  $ rxen create guest.cfg memory=512     # detached; returns once it runs\n",
     "  $ rxen create -c guest.cfg            # ... and attach its console\n",
-    "  $ rxen create -F -c guest.cfg         # in the foreground until it ends\n",
+    "  $ rxen create -F -c guest.cfg         # in the foreground until it is gone\n",
     "\n",
     "A detached domain gets the lowest free id and its own monitor process;\n",
     "on_poweroff, on_reboot and on_crash (destroy, restart, preserve,\n",
@@ -289,10 +290,12 @@ const CREATE_HELP: &str = concat!(
     "STATE: $RXEN_STATE_DIR, /run/rxen for root, else $XDG_RUNTIME_DIR/rxen;\n",
     "log level: $RXEN_LOG, default info).\n",
     "\n",
-    "With -F the domain runs once in this process (whatever way the guest\n",
-    "stops, it ends); meanwhile it is registered like any domain (`rxen list`,\n",
-    "`rxen console`, `rxen destroy` from another terminal). Its exit status\n",
-    "says how it ended.\n",
+    "With -F this process is the domain's monitor until the domain is gone:\n",
+    "the on_* actions apply as without it (restart boots it again here;\n",
+    "preserve keeps it listed as shut down or crashed until `rxen destroy`,\n",
+    "^] or a signal). Meanwhile it is registered like any domain (`rxen\n",
+    "list`, `rxen console`, `rxen destroy` from another terminal). The exit\n",
+    "status says how its last boot ended.\n",
     "\n",
     "Exit status:\n",
     exit_status_help!()

@@ -63,7 +63,8 @@ impl Guest {
         std::fs::write(
             &cfg,
             format!(
-                "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 256\nvcpus = 1\nextra = \"console=hvc0 quiet\"\n",
+                // on_reboot: a reboot ends the run (its exit status is checked).
+                "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 256\nvcpus = 1\nextra = \"console=hvc0 quiet\"\non_reboot = \"destroy\"\n",
                 self.kernel.vmlinuz.display(),
                 initrd.display()
             ),

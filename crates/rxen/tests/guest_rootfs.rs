@@ -180,13 +180,15 @@ fn debian_boots_from_a_disk_and_a_clone_keeps_the_base_unchanged() {
     assert!(cp.success());
 
     let boot = |step: u32, target: &Path, format: &str| -> (Output, String) {
+        // One boot per step: a reboot ends it (on_reboot), exit status 3.
         let cfg = dir.join(format!("step{step}.cfg"));
         std::fs::write(
             &cfg,
             format!(
                 "name = \"rxen-test-rootfs\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 512\n\
                  extra = \"console=hvc0 quiet rxen.step={step}\"\n\
-                 disk = ['format={format}, vdev=xvda, access=rw, target={}']\n",
+                 disk = ['format={format}, vdev=xvda, access=rw, target={}']\n\
+                 on_reboot = \"destroy\"\n",
                 kernel.vmlinuz.display(),
                 initrd.display(),
                 target.display()

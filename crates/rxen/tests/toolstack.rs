@@ -710,3 +710,91 @@ fn rename_restarts_that_come_too_fast_are_refused() {
     }
     assert!(h.list().is_empty());
 }
+
+/// `create -F` applies the config's `on_*` as a detached domain does (as
+/// `xl create -F` follows its domain): a reboot with `on_reboot =
+/// "restart"` boots it again in the same process, a crash with `on_crash =
+/// "preserve"` keeps it listed as crashed, and `^]` on its terminal ends it.
+#[test]
+fn a_foreground_domain_follows_its_on_actions() {
+    let h = Host::new("fgon");
+    let cfg = h.config("ts-fgon", "on_crash = \"preserve\"");
+    let mut fg = h
+        .cmd(&["create", "-F", "-c", cfg.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rxen create -F");
+    let out = Arc::new(Mutex::new(Vec::new()));
+    {
+        let mut stdout = fg.stdout.take().unwrap();
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    let shown = || String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    let mut stdin = fg.stdin.take().unwrap();
+    wait_until(BOOT, "ts-fgon to be listed", || h.row("ts-fgon").is_some());
+    wait_booted(&h, 1);
+
+    // on_reboot = "restart" (the default): a second boot, same id, same
+    // process, the -F command still running.
+    h.ok(&["reboot", "-w", "ts-fgon"]);
+    wait_until(BOOT, "ts-fgon to boot again", || {
+        h.long("ts-fgon")["rxen"]["status"]["boots"] == 2
+    });
+    assert!(fg.try_wait().unwrap().is_none(), "-F ended at a reboot");
+    let long = h.long("ts-fgon");
+    assert_eq!(long["domid"], 1);
+    assert_eq!(long["rxen"]["monitor_pid"], fg.id());
+    assert_eq!(long["rxen"]["status"]["last_end"], "reboot");
+    wait_until(BOOT, "the second boot's shell", || {
+        h.console_log(1).matches("built-in shell").count() >= 2
+    });
+    assert!(shown().contains("restarting"), "{}", shown());
+
+    // The terminal feeds the new boot; on_crash = "preserve": listed as
+    // crashed while -F waits.
+    stdin.write_all(b"echo again-$((3*4))\n").unwrap();
+    wait_until(ANSWER, "the second boot to answer", || {
+        shown().contains("again-12")
+    });
+    stdin.write_all(b"echo c > /proc/sysrq-trigger\n").unwrap();
+    wait_until(ANSWER, "ts-fgon to show as crashed", || {
+        h.row("ts-fgon").map(|r| r.1) == Some("----c-".into())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        fg.try_wait().unwrap().is_none(),
+        "-F ended at a preserved crash"
+    );
+    assert_eq!(h.long("ts-fgon")["rxen"]["status"]["last_end"], "crash");
+    assert!(shown().contains("preserved until destroyed"), "{}", shown());
+
+    // ^] on the -F terminal ends it: exit status 5, entry gone, logs kept.
+    stdin.write_all(b"\x1d").unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = fg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < ANSWER, "^] did not end rxen create -F");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    fg.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(5), "{err}");
+    assert!(err.contains("destroyed by the console escape"), "{err}");
+    assert!(h.list().is_empty(), "{:?}", h.list());
+    let kept = std::fs::read_to_string(h.state().join("logs/ts-fgon.console.log")).unwrap();
+    assert!(kept.contains("Kernel panic"), "{kept}");
+    assert_eq!(kept.matches("built-in shell").count(), 2, "{kept}");
+}
