@@ -60,6 +60,10 @@ pub struct DomainSpec {
     pub disks: Vec<blk::DiskAttach>,
     /// Network interfaces (`vif=[...]`).
     pub nics: Vec<net::NicAttach>,
+    /// The domain's state directory, where what must outlive a monitor
+    /// killed with `kill -9` is kept (vif scripts' `offline` calls, see
+    /// [`net::plug_nics`]); `None`: nothing is kept.
+    pub state: Option<PathBuf>,
 }
 
 /// How a domain ended.
@@ -171,7 +175,7 @@ pub fn build(
     // Disk images are opened (and locked) and TAPs plugged into their
     // bridges before anything is built.
     let disks = blk::open_disks(&spec.disks)?;
-    let nics = net::plug_nics(domid, &spec.nics)?;
+    let nics = net::plug_nics(domid, &spec.nics, spec.state.clone())?;
     let hub = HubState::new(output);
     let prepared = pv::launch::prepare(
         &BootSpec {

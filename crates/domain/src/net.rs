@@ -17,6 +17,7 @@
 //! while the frontend is connected.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -108,21 +109,30 @@ fn mac_string(m: &[u8; 6]) -> String {
     Mac(*m).to_string()
 }
 
-/// Host sides plugged before the domain is built.
-pub struct PluggedNics(Vec<(NicAttach, HostVif)>);
+/// Host sides plugged before the domain is built, and where script vifs
+/// keep their `offline` call (see [`plug_nics`]).
+pub struct PluggedNics(Vec<(NicAttach, HostVif)>, Option<PathBuf>);
 
 /// Creates each interface's TAP and puts it on its bridge (or runs its
-/// script). A missing bridge is an error naming it.
-pub fn plug_nics(domid: DomId, nics: &[NicAttach]) -> Result<PluggedNics, NetError> {
+/// script). A missing bridge is an error naming it. With `record_dir`
+/// (the domain's state directory), a script vif's `offline` call is kept
+/// there while it is online, this and hot-plugged ones alike, so that the
+/// registry makes it if this monitor dies without (`kill -9`).
+pub fn plug_nics(
+    domid: DomId,
+    nics: &[NicAttach],
+    record_dir: Option<PathBuf>,
+) -> Result<PluggedNics, NetError> {
     let mut out = Vec::new();
     for n in nics {
-        out.push((n.clone(), plug(domid, n)?));
+        out.push((n.clone(), plug(domid, n, record_dir.clone())?));
     }
-    Ok(PluggedNics(out))
+    Ok(PluggedNics(out, record_dir))
 }
 
-fn plug(domid: DomId, n: &NicAttach) -> Result<HostVif, NetError> {
+fn plug(domid: DomId, n: &NicAttach, record_dir: Option<PathBuf>) -> Result<HostVif, NetError> {
     let mut cfg = HostVifConfig::new(u32::from(domid), n.devid);
+    cfg.record_dir = record_dir;
     cfg.vifname = n.vifname.clone();
     cfg.bridge = n.bridge.clone();
     cfg.mtu = n.mtu;
@@ -319,6 +329,8 @@ pub struct NetDevices {
     running: Option<(Arc<DomainShared>, StoreNews)>,
     /// Unplugged vifs waiting for [`bury`].
     dead: Vec<Arc<VifDevice>>,
+    /// Where script vifs keep their `offline` call ([`plug_nics`]).
+    record_dir: Option<PathBuf>,
 }
 
 impl NetDevices {
@@ -336,6 +348,7 @@ impl NetDevices {
             vifs,
             running: None,
             dead: Vec::new(),
+            record_dir: nics.1,
         })
     }
 
@@ -386,7 +399,7 @@ impl NetDevices {
         if self.vifs.iter().any(|v| v.devid == n.devid) {
             return Err(NetError::InUse { devid: n.devid });
         }
-        let host = plug(domid, n)?;
+        let host = plug(domid, n, self.record_dir.clone())?;
         let v = Arc::new(VifDevice::new(xs, domid, n.clone(), host)?);
         if let Some((dom, news)) = &self.running {
             spawn_worker(&v, dom, news)?;

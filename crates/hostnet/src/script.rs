@@ -18,6 +18,11 @@
 //! `ip` and `mtu` in the environment (empty when unset) so a script works
 //! without a xenstore client. A relative script name is looked up in
 //! `/etc/xen/scripts`, as xl does (`XEN_SCRIPT_DIR`).
+//!
+//! While a script vif is online its `offline` call can be kept in a record
+//! file ([`write_record`]); if the process that plugged it dies without
+//! making the call (`kill -9`), whoever cleans up after it runs
+//! [`run_recorded_offline`], with the environment `online` had.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -48,7 +53,7 @@ impl Action {
 }
 
 /// What a script learns about the vif.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScriptEnv {
     pub domid: u32,
     pub devid: u32,
@@ -217,6 +222,100 @@ pub fn run(
     Ok(output)
 }
 
+/// A script vif's pending `offline` call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OfflineRecord {
+    pub script: PathBuf,
+    pub env: ScriptEnv,
+}
+
+const RECORD_PREFIX: &str = "vif-script-";
+const RECORD_SUFFIX: &str = ".json";
+
+/// The record file of vif `devid` in `dir` (devids are unique per domain).
+pub fn record_path(dir: &Path, devid: u32) -> PathBuf {
+    dir.join(format!("{RECORD_PREFIX}{devid}{RECORD_SUFFIX}"))
+}
+
+/// Keeps `script`'s `offline` call for the vif of `env` in `dir`; returns
+/// the file, which the caller removes once it made the call itself.
+pub fn write_record(dir: &Path, script: &Path, env: &ScriptEnv) -> std::io::Result<PathBuf> {
+    let path = record_path(dir, env.devid);
+    let rec = OfflineRecord {
+        script: script.to_path_buf(),
+        env: env.clone(),
+    };
+    let text = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
+    // Write-then-rename: a reader never sees half a record.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Why a recorded `offline` call could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("vif script record {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("vif script record {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+}
+
+/// Makes every `offline` call recorded in `dir` (their vifs' process died
+/// before making them), each once: a record is removed before its script
+/// runs. Returns how many ran, and what failed.
+pub fn run_recorded_offline(dir: &Path) -> (usize, Vec<RecordError>) {
+    let mut errors = Vec::new();
+    let mut ran = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, errors);
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(RECORD_PREFIX) && n.ends_with(RECORD_SUFFIX))
+        })
+        .collect();
+    paths.sort();
+    for path in paths {
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(source) => {
+                errors.push(RecordError::Read { path, source });
+                continue;
+            }
+        };
+        let _ = std::fs::remove_file(&path);
+        let rec: OfflineRecord = match serde_json::from_slice(&text) {
+            Ok(r) => r,
+            Err(source) => {
+                errors.push(RecordError::Parse { path, source });
+                continue;
+            }
+        };
+        tracing::info!(script = %rec.script.display(), vif = rec.env.vif, "running a dead monitor's vif offline");
+        ran += 1;
+        if let Err(e) = run(&rec.script, Action::Offline, &rec.env, SCRIPT_TIMEOUT) {
+            errors.push(e.into());
+        }
+    }
+    (ran, errors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +366,47 @@ mod tests {
         let out = run(&p, Action::Offline, &ScriptEnv::default(), SCRIPT_TIMEOUT).unwrap();
         assert!(out.starts_with("offline type_if=vif"), "{out}");
         assert!(out.contains("netdev= vif= bridge="), "{out}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn recorded_offline_calls_run_once_with_the_online_environment() {
+        let d = tmpdir("record");
+        let calls = d.join("calls");
+        let p = script(
+            &d,
+            "vif-rec",
+            &format!(
+                "echo \"$1 vif=$vif path=$XENBUS_PATH mac=$mac mtu=$mtu\" >> {}",
+                calls.display()
+            ),
+        );
+        let env = ScriptEnv {
+            domid: 4,
+            devid: 2,
+            vif: "vif4.2".into(),
+            mac: Some("00:16:3e:0a:0b:0c".into()),
+            mtu: Some(1500),
+            ..Default::default()
+        };
+        let rec = write_record(&d, &p, &env).unwrap();
+        assert_eq!(rec, record_path(&d, 2));
+        // A record that cannot be read as one is reported and dropped.
+        std::fs::write(record_path(&d, 9), "not json").unwrap();
+        let (ran, errors) = run_recorded_offline(&d);
+        assert_eq!(ran, 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(matches!(errors[0], RecordError::Parse { .. }), "{errors:?}");
+        assert_eq!(
+            std::fs::read_to_string(&calls).unwrap(),
+            "offline vif=vif4.2 path=backend/vif/4/2 mac=00:16:3e:0a:0b:0c mtu=1500\n"
+        );
+        // Each call is made once.
+        assert_eq!(run_recorded_offline(&d).0, 0);
+        assert!(!rec.exists() && !record_path(&d, 9).exists());
+        assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
+        // No directory: nothing to do.
+        assert_eq!(run_recorded_offline(&d.join("gone")).0, 0);
         let _ = std::fs::remove_dir_all(&d);
     }
 

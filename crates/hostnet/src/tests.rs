@@ -136,10 +136,17 @@ fn a_script_vif_runs_online_and_offline_with_the_tap_there() {
     let mut cfg = HostVifConfig::new(9, 2);
     cfg.script = Some("vif-custom".into());
     cfg.script_dir = Some(dir.clone());
+    let records = dir.join("records");
+    std::fs::create_dir_all(&records).unwrap();
+    cfg.record_dir = Some(records.clone());
     // No bridge is needed: the script does the host side.
     let vif = HostVif::plug(&cfg).unwrap();
     assert_eq!(vif.bridge(), None);
+    // Its offline call is on file while it is online, and only then.
+    let rec = crate::script::record_path(&records, 2);
+    assert!(rec.exists());
     drop(vif);
+    assert!(!rec.exists());
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "online vif9.2 backend/vif/9/2 fe:ff:ff:ff:ff:ff");
@@ -151,6 +158,7 @@ fn a_script_vif_runs_online_and_offline_with_the_tap_there() {
     std::fs::write(&script, "#!/bin/sh\necho refused >&2\nexit 1\n").unwrap();
     let e = HostVif::plug(&cfg).unwrap_err();
     assert!(e.to_string().contains("refused"), "{e}");
+    assert!(!rec.exists(), "a failed online leaves no offline to make");
     let mut nl = Netlink::open().unwrap();
     assert!(gone(&mut nl, "vif9.2"));
     let _ = std::fs::remove_dir_all(&dir);

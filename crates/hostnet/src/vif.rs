@@ -6,7 +6,10 @@
 //! Everything made here goes with the TAP's descriptors: closing them
 //! (unplug, drop, or the process dying in any way) deletes the device and
 //! its bridge port. Only what a custom script did on `online` needs its
-//! `offline` call, which unplug and drop make.
+//! `offline` call, which unplug and drop make; with a `record_dir` the call
+//! is also kept on file while the vif is online, for whoever cleans up
+//! after a process that died without making it
+//! ([`script::run_recorded_offline`]).
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +52,9 @@ pub struct HostVifConfig {
     /// TAP queues (netback's, at least 1).
     pub queues: usize,
     pub offload: Offload,
+    /// Where a script vif's `offline` call is kept while it is online
+    /// ([`script::write_record`]); `None`: not kept.
+    pub record_dir: Option<PathBuf>,
 }
 
 impl HostVifConfig {
@@ -66,6 +72,7 @@ impl HostVifConfig {
             ip: None,
             queues: 1,
             offload: Offload::ALL,
+            record_dir: None,
         }
     }
 
@@ -121,6 +128,8 @@ pub struct HostVif {
     mtu: u32,
     script: Option<PathBuf>,
     env: ScriptEnv,
+    /// The kept `offline` call, removed once made.
+    record: Option<PathBuf>,
     unplugged: bool,
 }
 
@@ -168,6 +177,7 @@ impl HostVif {
             mtu,
             script: script.clone(),
             env,
+            record: None,
             unplugged: false,
         };
         match &script {
@@ -183,6 +193,17 @@ impl HostVif {
                     // Nothing to take down: the script failed its online.
                     vif.script = None;
                     return Err(HostNetError::Script { vif: name, source });
+                }
+                if let Some(dir) = &cfg.record_dir {
+                    match script::write_record(dir, path, &vif.env) {
+                        Ok(p) => vif.record = Some(p),
+                        Err(e) => tracing::warn!(
+                            vif = name,
+                            "cannot keep the script's offline call in {}: {e}; it is \
+                             lost if this process dies without making it",
+                            dir.display()
+                        ),
+                    }
                 }
             }
         }
@@ -218,11 +239,14 @@ impl HostVif {
         }
         self.unplugged = true;
         if let Some(path) = &self.script {
-            script::run(path, Action::Offline, &self.env, SCRIPT_TIMEOUT).map_err(|source| {
-                HostNetError::Script {
-                    vif: self.env.vif.clone(),
-                    source,
-                }
+            let ran = script::run(path, Action::Offline, &self.env, SCRIPT_TIMEOUT);
+            // Made (or tried) once: nobody else is to make it again.
+            if let Some(rec) = self.record.take() {
+                let _ = std::fs::remove_file(rec);
+            }
+            ran.map_err(|source| HostNetError::Script {
+                vif: self.env.vif.clone(),
+                source,
             })?;
         }
         tracing::info!(vif = self.env.vif, "vif unplugged");

@@ -162,11 +162,13 @@ fn actions(cfg: &DomainConfig) -> Actions {
     }
 }
 
-/// What the monitor needs from a config.
+/// What the monitor needs from a config; `dir` is the domain's registry
+/// directory.
 pub fn domain_spec(
     cfg: &DomainConfig,
     disks: Vec<domain::blk::DiskAttach>,
     nics: Vec<domain::net::NicAttach>,
+    dir: &Path,
 ) -> DomainSpec {
     DomainSpec {
         name: cfg.name.clone(),
@@ -179,6 +181,7 @@ pub fn domain_spec(
         cmdline: cfg.cmdline.clone().unwrap_or_default(),
         disks,
         nics,
+        state: Some(dir.to_path_buf()),
     }
 }
 
@@ -237,7 +240,7 @@ pub fn monitor(
     let disks = crate::disks_of(&cfg, &format!("domain '{}'", cfg.name))?;
     let nics = crate::nics_of(&cfg, &format!("domain '{}'", cfg.name))?;
     let spec = MonitorSpec {
-        domain: domain_spec(&cfg, disks, nics),
+        domain: domain_spec(&cfg, disks, nics, &paths.dir),
         domid: id,
         actions: actions(&cfg),
         control_socket: paths.control_socket.clone(),
@@ -310,7 +313,7 @@ pub fn foreground(
         .context("cannot keep the domain lock")?;
     let entry = res.commit(std::process::id())?;
     let spec = MonitorSpec {
-        domain: domain_spec(cfg, disks, nics),
+        domain: domain_spec(cfg, disks, nics, &paths.dir),
         domid: entry.id,
         actions: actions(cfg),
         control_socket: paths.control_socket.clone(),

@@ -344,6 +344,70 @@ fn a_killed_monitor_leaves_no_tap() {
     assert!(!list.contains("rxen-test-netkill"), "{list}");
 }
 
+/// `kill -9` of the monitor of a vif with its own `script=`: the TAP goes
+/// with the monitor, and the script's `offline` call (which libxl makes
+/// when a vif goes) is made by the next command that finds the entry
+/// stale, once, with the environment `online` had.
+#[test]
+fn a_killed_monitors_script_vif_gets_its_offline_call() {
+    let mut lab = Lab::new("killscript", "10.95.0");
+    let calls = lab.dir.join("script-calls");
+    let script = lab.dir.join("vif-record");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1 $2 vif=$vif path=$XENBUS_PATH mac=$mac mtu=$mtu\" >> '{}'\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let read_calls = || {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let dom = "rxen-test-netkillscript";
+    let id = lab.create(dom, Some(&format!("script={}", script.display())), "");
+    let tap = format!("vif{id}.0");
+    let online = read_calls();
+    assert_eq!(online.len(), 1, "{online:?}");
+    assert!(
+        online[0].starts_with(&format!(
+            "online type_if=vif vif={tap} path=backend/vif/{id}/0 mac=00:16:3e:"
+        )) && online[0].ends_with(" mtu=1500"),
+        "{online:?}"
+    );
+    lab.wait_console(id, "GUEST-READY", Duration::from_secs(180));
+    let pid = lab.monitor_pid(id);
+    // SAFETY: kill(2) on the monitor this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    wait_until(Duration::from_secs(10), "the monitor to die", || {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+    });
+    wait_until(Duration::from_secs(5), "the TAP to go", || {
+        !link_exists(&tap)
+    });
+    assert_eq!(
+        read_calls().len(),
+        1,
+        "nobody has made the offline call yet"
+    );
+    let list = lab.ok(&["list"]);
+    assert!(!list.contains(dom), "{list}");
+    let offline = online[0].replacen("online", "offline", 1);
+    assert_eq!(read_calls(), [online[0].clone(), offline.clone()]);
+    // Made once: the entry is gone, the next command finds nothing to do.
+    lab.ok(&["list"]);
+    assert_eq!(read_calls(), [online[0].clone(), offline]);
+}
+
 /// A NIC hot-plugged into a running guest: netfront connects, the guest
 /// reaches the host through it; unplugged, it goes from guest and host.
 #[test]

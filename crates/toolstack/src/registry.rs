@@ -12,6 +12,8 @@
 //!     console.sock             its console viewers' socket
 //!     console.log              everything the guest printed
 //!     domain.log               the monitor's own log (stdout, stderr, tracing)
+//!     vif-script-N.json        a script vif's offline call, made by whoever
+//!                              removes the entry if the monitor could not
 //!   logs/NAME.console.log      the logs of domains that are gone (the last
 //!   logs/NAME.domain.log       domain of each name)
 //! ```
@@ -271,9 +273,19 @@ impl Registry {
     }
 
     /// Removes domain `id`'s directory, keeping its logs under `logs/`.
-    /// The caller holds `registry.lock`.
+    /// First the vif scripts' `offline` calls its monitor left on file (it
+    /// died without making them, e.g. by `kill -9`) are made, as libxl
+    /// makes them when a vif goes. The caller holds `registry.lock`, so
+    /// each call is made once.
     fn remove_locked(&self, id: u16, name: Option<&str>) {
         let p = self.paths(id);
+        let (ran, errors) = hostnet::script::run_recorded_offline(&p.dir);
+        if ran > 0 {
+            tracing::info!(id, ?name, ran, "made a dead monitor's vif offline calls");
+        }
+        for e in errors {
+            tracing::warn!(id, ?name, "{e}");
+        }
         if let Some(name) = name {
             let (console, domain) = self.kept_logs(name);
             if let Some(d) = console.parent() {
@@ -535,6 +547,35 @@ mod tests {
         assert!(r.entries().unwrap().is_empty());
         let (console, _) = r.kept_logs("gone");
         assert_eq!(std::fs::read(console).unwrap(), b"last words");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stale_entries_make_their_vif_offline_calls_once() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tmp("offline");
+        let r = Registry::open(&dir).unwrap();
+        let calls = dir.join("calls");
+        let script = dir.join("vif-rec");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$1 $vif\" >> '{}'\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let res = r.reserve(&config("netdom")).unwrap();
+        let env = hostnet::script::ScriptEnv {
+            domid: u32::from(res.entry.id),
+            vif: "vif1.0".into(),
+            ..Default::default()
+        };
+        hostnet::script::write_record(&res.paths.dir, &script, &env).unwrap();
+        res.commit(99).unwrap();
+        // The monitor is dead: the next look at the registry makes the call.
+        assert!(r.entries().unwrap().is_empty());
+        assert_eq!(std::fs::read_to_string(&calls).unwrap(), "offline vif1.0\n");
+        assert!(r.entries().unwrap().is_empty());
+        assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
