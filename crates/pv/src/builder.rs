@@ -151,7 +151,9 @@ pub fn build(
     let upper = PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D;
     ram.write_u64(l4 + index(base, 4) as u64 * 8, l3 | upper)?;
     ram.write_u64(l3 + index(base, 3) as u64 * 8, l2 | upper)?;
-    for (slot, val) in m.hv_l4_entries() {
+    // The start-of-day table is the guest kernel's: it carries the kernel
+    // stub's slot too.
+    for (slot, val) in m.hv_l4_entries().into_iter().chain([m.kernel_l4_entry()]) {
         ram.write_u64(l4 + slot as u64 * 8, val)?;
     }
     let pt_range = l4_va..l4_va + nr_pt * PAGE_SIZE;

@@ -6,8 +6,11 @@
 //! because each domain is its own KVM VM. The hypervisor area follows RAM,
 //! 2 MiB aligned. Virtually, rxen owns L4 slot 257 (shim pages and the M2P
 //! table) and slot 258 (a supervisor-only direct map of all guest-physical
-//! memory, used by the shim to write page tables). Slot 256, where Xen keeps
-//! the M2P, is reserved by this host and cannot be mapped (DESIGN.md).
+//! memory, used by the shim to write page tables). Slot 259 is present only
+//! in the guest kernel's address spaces: the SYSCALL entry that finishes a
+//! single `mmu_update` at CPL3 and its user-accessible alias of guest RAM
+//! (see `shim.rs`, "kernel stub"). Slot 256, where Xen keeps the M2P, is
+//! reserved by this host and cannot be mapped (DESIGN.md).
 
 pub const PAGE_SIZE: u64 = 4096;
 pub const PAGE_SHIFT: u64 = 12;
@@ -16,6 +19,10 @@ pub const PAGE_SHIFT: u64 = 12;
 pub const SHIM_L4_SLOT: usize = 257;
 /// L4 slot holding the shim's direct map of guest-physical memory.
 pub const DIRECTMAP_L4_SLOT: usize = 258;
+
+/// L4 slot present only in guest-kernel top-level tables: the kernel stub
+/// (SYSCALL entry) and its alias of guest RAM.
+pub const KSTUB_L4_SLOT: usize = 259;
 
 /// Canonical virtual address of the first byte of an L4 slot (upper half).
 pub const fn l4_slot_va(slot: usize) -> u64 {
@@ -28,6 +35,11 @@ pub const SHIM_VA: u64 = l4_slot_va(SHIM_L4_SLOT);
 pub const M2P_VA: u64 = SHIM_VA + (1 << 30);
 /// Virtual base of the direct map (guest-physical address 0).
 pub const DIRECTMAP_VA: u64 = l4_slot_va(DIRECTMAP_L4_SLOT);
+
+/// The kernel stub's code page (LSTAR), then its data page.
+pub const KSTUB_VA: u64 = l4_slot_va(KSTUB_L4_SLOT);
+/// The kernel stub's writable alias of guest RAM (guest-physical 0).
+pub const KSTUB_ALIAS_VA: u64 = KSTUB_VA + (1 << 30);
 
 /// Page offsets inside the hypervisor area.
 pub mod hv {
@@ -56,8 +68,15 @@ pub mod hv {
     pub const SHIM_L2: u64 = 32;
     pub const SHIM_L1: u64 = 33;
     pub const DIRECT_L3: u64 = 34;
-    /// First of the variable-sized parts (direct-map L2s, M2P tables, grant frames).
-    pub const VARIABLE: u64 = 35;
+    /// Slot 259: the kernel stub's tables, code page and data page.
+    pub const KSTUB_L3: u64 = 35;
+    pub const KSTUB_L2: u64 = 36;
+    pub const KSTUB_L1: u64 = 37;
+    pub const KSTUB_CODE: u64 = 38;
+    pub const KSTUB_DATA: u64 = 39;
+    /// First of the variable-sized parts (direct-map L2s, alias L2s, M2P
+    /// tables, grant frames).
+    pub const VARIABLE: u64 = 40;
     /// Pages of the area mapped at `SHIM_VA` by the single shim L1.
     pub const SHIM_MAPPED_PAGES: u64 = 512;
 }
@@ -98,6 +117,9 @@ pub struct PhysLayout {
     /// Direct-map L2 tables (one per GiB of guest-physical space).
     pub direct_l2: u64,
     pub direct_l2_count: u64,
+    /// The kernel stub's alias L2 tables (one per GiB of RAM).
+    pub alias_l2: u64,
+    pub alias_l2_count: u64,
     /// M2P: one L2, `m2p_l1_count` L1s, then `m2p_frames` data frames.
     pub m2p_l2: u64,
     pub m2p_l1: u64,
@@ -129,6 +151,9 @@ impl PhysLayout {
         let direct_l2_count = total_guess.div_ceil(1 << 30);
         let direct_l2 = next;
         next += direct_l2_count;
+        let alias_l2 = next;
+        let alias_l2_count = (ram_pages * PAGE_SIZE).div_ceil(1 << 30);
+        next += alias_l2_count;
         let m2p_l2 = next;
         next += 1;
         let m2p_l1 = next;
@@ -143,6 +168,8 @@ impl PhysLayout {
             hv_pages: next,
             direct_l2,
             direct_l2_count,
+            alias_l2,
+            alias_l2_count,
             m2p_l2,
             m2p_l1,
             m2p_l1_count,
@@ -188,6 +215,7 @@ mod tests {
         assert_eq!(SHIM_VA, 0xffff_8080_0000_0000);
         assert_eq!(DIRECTMAP_VA, 0xffff_8100_0000_0000);
         assert_eq!(M2P_VA, 0xffff_8080_4000_0000);
+        assert_eq!(KSTUB_VA, 0xffff_8180_0000_0000);
     }
 
     #[test]
@@ -198,5 +226,8 @@ mod tests {
         assert!(l.hv_pages <= hv::SHIM_MAPPED_PAGES || l.hv_pages > hv::VARIABLE);
         assert!(l.m2p_entries() >= l.hv_base_pfn + l.hv_pages);
         assert!(l.direct_l2_count * (1 << 30) >= l.total_bytes());
+        // The alias covers RAM and never reaches rxen's own frames.
+        assert_eq!(l.alias_l2_count, 1);
+        assert!(align_up(l.ram_pages * PAGE_SIZE, 2 << 20) <= l.hv_gpa(0));
     }
 }

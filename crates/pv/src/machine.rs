@@ -169,6 +169,49 @@ impl Machine {
         }
         ram.write(base, &buf)?;
 
+        // Slot 259 (kernel tables only): the kernel stub's code page
+        // (user, read-only), its data page (user, writable) and, from
+        // 1 GiB on, a user-writable alias of guest RAM in 2 MiB pages. It
+        // covers RAM rounded up to 2 MiB, which stays below rxen's frames
+        // (the area starts 2 MiB aligned after RAM).
+        let user_upper = upper | PTE_US;
+        ram.write(l.hv_gpa(hv::KSTUB_CODE), shim::kstub_blob())?;
+        ram.write_u64(l.hv_gpa(hv::KSTUB_L3), l.hv_gpa(hv::KSTUB_L2) | user_upper)?;
+        ram.write_u64(l.hv_gpa(hv::KSTUB_L2), l.hv_gpa(hv::KSTUB_L1) | user_upper)?;
+        ram.write_u64(
+            l.hv_gpa(hv::KSTUB_L1),
+            l.hv_gpa(hv::KSTUB_CODE) | PTE_P | PTE_US | PTE_A,
+        )?;
+        ram.write_u64(
+            l.hv_gpa(hv::KSTUB_L1) + 8,
+            l.hv_gpa(hv::KSTUB_DATA) | user_upper | PTE_NX,
+        )?;
+        let alias_end = layout::align_up(l.ram_pages * PAGE_SIZE, 2 << 20);
+        for g in 0..l.alias_l2_count.min(511) {
+            ram.write_u64(
+                l.hv_gpa(hv::KSTUB_L3) + (1 + g) * 8,
+                l.hv_gpa(l.alias_l2 + g) | user_upper,
+            )?;
+            for i in 0..512u64 {
+                let pa = (g << 30) | (i << 21);
+                if pa >= alias_end {
+                    break;
+                }
+                ram.write_u64(
+                    l.hv_gpa(l.alias_l2 + g) + i * 8,
+                    pa | user_upper | PTE_PS | PTE_NX,
+                )?;
+            }
+        }
+        let kd = |off: u64| l.hv_gpa(hv::KSTUB_DATA) + off;
+        ram.write_u64(kd(shim::kdata::RAM_PAGES), l.ram_pages)?;
+        ram.write_u64(kd(shim::kdata::ALIAS), layout::KSTUB_ALIAS_VA)?;
+        ram.write_u64(kd(shim::kdata::TRAMP), self.shim_va(shim::SYSCALL_TRAMP))?;
+        ram.write_u64(
+            self.shim_data_gpa(shim::data::KSTUB_ENTRY),
+            layout::KSTUB_VA,
+        )?;
+
         // Slot 258: 2 MiB pages over all guest-physical memory.
         for g in 0..l.direct_l2_count {
             ram.write_u64(
@@ -202,6 +245,15 @@ impl Machine {
                 l.hv_gpa(hv::DIRECT_L3) | PTE_P | PTE_RW | PTE_A | PTE_D,
             ),
         ]
+    }
+
+    /// The L4 entry of slot 259 (the kernel stub and its RAM alias), which
+    /// only top-level tables in use as guest kernel page tables carry.
+    pub fn kernel_l4_entry(&self) -> (usize, u64) {
+        (
+            layout::KSTUB_L4_SLOT,
+            self.layout.hv_gpa(hv::KSTUB_L3) | PTE_P | PTE_RW | PTE_US | PTE_A | PTE_D,
+        )
     }
 
     /// Top of the CPL0 stack (TSS.RSP0).
@@ -320,11 +372,14 @@ impl Machine {
         vcpu.set_sregs(&s).map_err(ioctl_err("set sregs"))?;
 
         let star = (sel::SHIM_CS as u64) << 32;
-        let lstar = self.shim_va(shim::SYSCALL_TRAMP);
+        // 64-bit SYSCALL: the kernel stub; compat-mode SYSCALL (only guest
+        // user programs run 32-bit code): the shim's trampoline.
+        let lstar = layout::KSTUB_VA;
+        let cstar = self.shim_va(shim::SYSCALL_TRAMP);
         let msrs = Msrs::from_entries(&[
             msr(MSR_STAR, star),
             msr(MSR_LSTAR, lstar),
-            msr(MSR_CSTAR, lstar),
+            msr(MSR_CSTAR, cstar),
             msr(MSR_SFMASK, SFMASK),
             msr(MSR_KERNEL_GS_BASE, 0),
         ])

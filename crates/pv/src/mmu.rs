@@ -40,6 +40,18 @@ pub const RXEN_VA: std::ops::Range<u64> = HYPERVISOR_VIRT_START..HYPERVISOR_VIRT
 /// The same range as L4 slot numbers.
 const RXEN_L4_SLOTS: std::ops::Range<u64> = 256..272;
 
+/// Is guest code at `rip` (CPL3) rxen's rather than the guest's: the shim's
+/// trampoline, or the kernel stub's entry in guest user mode (a SYSCALL
+/// about to fault into the shim)? In guest kernel mode the kernel stub
+/// counts as guest kernel code: it runs at CPL3 with the guest's registers
+/// and stack, and an event may interrupt it like any kernel code (the
+/// upcall's iret resumes it, RCX and R11 included).
+pub fn rip_in_rxen(rip: u64, kernel_mode: bool) -> bool {
+    let stub = crate::layout::KSTUB_VA + u64::from(!kernel_mode);
+    RXEN_VA.contains(&rip)
+        && !(stub..crate::layout::KSTUB_VA + crate::layout::PAGE_SIZE).contains(&rip)
+}
+
 /// Is `va` in rxen's range? Guest pointers there are refused like unmapped
 /// ones (-EFAULT): the direct map would otherwise let a hypercall write the
 /// guest's page tables behind rxen's back.
@@ -211,15 +223,29 @@ impl Vcpu {
         0
     }
 
-    /// Make sure rxen's L4 slots are present in top-level table `l4_pfn`.
-    fn install_hv_slots(&mut self, l4_pfn: u64) -> Result<(), GuestFault> {
-        for (slot, val) in self.dom.machine.hv_l4_entries() {
+    /// Make sure rxen's L4 slots are present in top-level table `l4_pfn`,
+    /// and the kernel stub's slot exactly when `kernel` (the table is now
+    /// the guest kernel's): a table guest user mode runs on must never map
+    /// the stub's writable alias of guest RAM.
+    /// True when an entry changed.
+    fn install_hv_slots(&mut self, l4_pfn: u64, kernel: bool) -> Result<bool, GuestFault> {
+        let (kslot, kval) = self.dom.machine.kernel_l4_entry();
+        let kval = if kernel { kval } else { 0 };
+        let mut changed = false;
+        for (slot, val) in self
+            .dom
+            .machine
+            .hv_l4_entries()
+            .into_iter()
+            .chain([(kslot, kval)])
+        {
             let ea = (l4_pfn << 12) + slot as u64 * 8;
             if self.ram().read_u64(ea).ok() != Some(val) {
                 self.write_pte(ea, val)?;
+                changed = true;
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Validate a newly pinned table: record it as a page table and give
@@ -229,7 +255,8 @@ impl Vcpu {
             return Err(-XEN_EINVAL);
         }
         if level == 4 {
-            self.install_hv_slots(pfn).map_err(|_| -XEN_EFAULT)?;
+            // Not a kernel table until it becomes the kernel base pointer.
+            self.install_hv_slots(pfn, false).map_err(|_| -XEN_EFAULT)?;
             self.pt.l4.insert(pfn);
         }
         // Entries fixed below may already be cached by the host's shadow MMU.
@@ -286,7 +313,11 @@ impl Vcpu {
                 if !self.pt.frames.contains(&op.arg1) {
                     self.pin(op.arg1, 4)?;
                 }
-                self.install_hv_slots(op.arg1).map_err(|_| -XEN_EFAULT)?;
+                // A table that is also the user base pointer stays without
+                // the kernel stub (user mode must not reach its alias).
+                let kernel_only = self.user_cr3 != op.arg1 << 12;
+                self.install_hv_slots(op.arg1, kernel_only)
+                    .map_err(|_| -XEN_EFAULT)?;
                 self.kernel_cr3 = op.arg1 << 12;
                 self.flush = true;
                 Ok(())
@@ -302,7 +333,14 @@ impl Vcpu {
                 if !self.pt.frames.contains(&op.arg1) {
                     self.pin(op.arg1, 4)?;
                 }
-                self.install_hv_slots(op.arg1).map_err(|_| -XEN_EFAULT)?;
+                // Taking the stub's slot out of a table the host's shadow
+                // MMU may still map it from needs a flush.
+                if self
+                    .install_hv_slots(op.arg1, false)
+                    .map_err(|_| -XEN_EFAULT)?
+                {
+                    self.flush = true;
+                }
                 self.user_cr3 = op.arg1 << 12;
                 Ok(())
             }

@@ -91,6 +91,10 @@ pub mod data {
     /// Counter of `stack_switch`es done in the shim: the VMM adopts
     /// [`RAW_KERNEL_SP`] when it moved.
     pub const FAST_STACK_SWITCHES: u64 = 0xb8;
+    /// The kernel stub's entry (LSTAR): a SYSCALL from guest user mode
+    /// faults there (slot 259 is absent from user tables) and enters the
+    /// shim like one at the trampoline.
+    pub const KSTUB_ENTRY: u64 = 0xc0;
     /// Page-table write list: (virtual address, value) pairs, ended by
     /// address 0. An address with bit 0 set means `invlpg (address - 1)`.
     pub const PTW_LIST: u64 = 0x100;
@@ -171,7 +175,11 @@ rxen_shim_pf_entry:
     push %rax
     lea rxen_syscall_tramp(%rip), %rax
     cmp %rax, 16(%rsp)
+    je 1f
+    mov rxen_shim_data + 0xc0(%rip), %rax      # KSTUB_ENTRY
+    cmp %rax, 16(%rsp)
     jne .Lpf_exit
+1:
     testb $1, rxen_shim_data + 0x30(%rip)      # MODE: guest kernel?
     jnz .Lhypercall
     testb $1, rxen_shim_data + 0x38(%rip)      # FAST: syscall bounce
@@ -457,6 +465,138 @@ rxen_shim_end:
     options(att_syntax)
 );
 
+/// Offsets in the kernel stub's data page (slot 259, after its code page).
+pub mod kdata {
+    /// Bit 0: the stub may finish a single `mmu_update` (the VMM clears it
+    /// while it holds page-table writes of its own).
+    pub const FAST: u64 = 0x00;
+    /// Guest RAM pages.
+    pub const RAM_PAGES: u64 = 0x08;
+    /// Virtual address of the alias of guest-physical 0.
+    pub const ALIAS: u64 = 0x10;
+    /// The shim's SYSCALL trampoline: where the stub sends every other call.
+    pub const TRAMP: u64 = 0x18;
+    /// Page the VMM last read a single `mmu_update` request from.
+    pub const REQUEST_PAGE: u64 = 0x20;
+    /// Counter of `mmu_update`s the stub finished.
+    pub const MMU_UPDATES: u64 = 0x28;
+}
+
+// The kernel stub: LSTAR, at CPL3, in L4 slot 259, which rxen puts only in
+// the top-level tables the guest uses as kernel page tables. A SYSCALL from
+// guest user mode therefore faults on its first byte and enters the shim as
+// before; in guest kernel mode (a hypercall) it runs natively at CPL3 and
+// finishes a single MMU_NORMAL_PT_UPDATE itself, with the shim's checks,
+// writing the entry through its alias of guest RAM: one trapped SYSCALL
+// instead of a SYSCALL, a CPL0 round trip and ~40 emulated instructions
+// (docs/trap-paths.md). Anything else jumps, registers untouched, to the
+// shim's supervisor-only trampoline, whose #PF enters the shim exactly as
+// a SYSCALL there would.
+//
+// Hypercall ABI (Xen): RCX and R11 are clobbered; RDX, RSI and R10 are
+// arguments whose values are known once checked, so they are scratch and
+// restored before a late jump to the trampoline.
+//
+// What the alias gives away: the guest kernel runs at CPL3 like the stub,
+// so it can write through the alias itself, i.e. edit its page tables
+// without rxen's checks. It could then map rxen's own frames in its VM
+// (shim, IDT) and run code at CPL0 of its own VM: the position every KVM
+// guest's kernel is in, and what the PVM host is built to contain. What
+// lies outside the VM stays protected: the monitor treats every exit and
+// every byte of guest memory as hostile, other domains are other VMs and
+// processes. Guest user mode never reaches the slot (rxen removes it from
+// every table used as the user base pointer; guest_cpu.rs tests this), so
+// the guest's own kernel/user isolation is unchanged.
+global_asm!(
+    r#"
+    .pushsection .rodata.rxen_kstub, "a"
+    .balign 4096
+    .globl rxen_kstub_start
+rxen_kstub_start:
+    cmp $1, %rax                                # HYPERVISOR_mmu_update
+    jne 9f
+    cmp $1, %rsi                                # one request
+    jne 9f
+    test %rdx, %rdx                             # no done count
+    jnz 9f
+    cmp $0x7ff0, %r10                           # DOMID_SELF
+    jne 9f
+    testb $1, rxen_kstub_data + 0x00(%rip)     # FAST
+    jz 9f
+    # The request must be readable without a fault: in the page of the
+    # stack pointer (the call pushed there) or the page the VMM last read
+    # one from (Linux's multicall buffer).
+    mov %rdi, %rdx
+    xor %rsp, %rdx
+    shr $12, %rdx
+    jz 1f
+    mov %rdi, %rdx
+    and $-0x1000, %rdx
+    cmp rxen_kstub_data + 0x20(%rip), %rdx     # REQUEST_PAGE
+    jne 8f
+1:  mov %edi, %edx
+    and $0xfff, %edx
+    cmp $0xff0, %edx
+    ja 8f
+    mov (%rdi), %rdx                            # ptr
+    test $7, %dl
+    jnz 8f
+    mov %edx, %esi
+    and $0xf80, %esi
+    cmp $0x800, %esi                            # entries 256..271: maybe rxen's
+    je 8f                                       # L4 slots, the VMM decides
+    mov %rdx, %rsi
+    shr $12, %rsi
+    cmp rxen_kstub_data + 0x08(%rip), %rsi     # RAM pages
+    jae 8f
+    mov 8(%rdi), %r10                           # val
+    test $1, %r10b
+    jz 2f
+    mov %r10, %rsi
+    shl $12, %rsi
+    shr $24, %rsi                               # the frame it maps
+    cmp rxen_kstub_data + 0x08(%rip), %rsi
+    jae 8f
+    or $4, %r10                                 # _PAGE_USER
+2:  add rxen_kstub_data + 0x10(%rip), %rdx     # the alias
+    mov %r10, (%rdx)
+    incq rxen_kstub_data + 0x28(%rip)
+    xor %eax, %eax
+    push %r11
+    popfq
+    jmp *%rcx
+8:  xor %edx, %edx
+    mov $1, %esi
+    mov $0x7ff0, %r10d
+9:  jmp *rxen_kstub_data + 0x18(%rip)          # TRAMP
+    .globl rxen_kstub_code_end
+rxen_kstub_code_end:
+    .balign 4096
+rxen_kstub_data:
+    .fill 4096, 1, 0
+    .globl rxen_kstub_end
+rxen_kstub_end:
+    .popsection
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static rxen_kstub_start: u8;
+    static rxen_kstub_code_end: u8;
+}
+
+/// The kernel stub's code page, as copied into the guest.
+pub fn kstub_blob() -> &'static [u8] {
+    // SAFETY: both symbols are in the global_asm block above, in one
+    // section, start before end; the bytes are immutable.
+    unsafe {
+        let start = addr(&rxen_kstub_start);
+        let end = addr(&rxen_kstub_code_end);
+        std::slice::from_raw_parts(start as *const u8, end - start)
+    }
+}
+
 extern "C" {
     static rxen_shim_start: u8;
     static rxen_shim_resume_iret: u8;
@@ -533,5 +673,14 @@ mod tests {
         let o = offsets();
         assert_eq!(b[o.resume_iret as usize..][..2], [0x48, 0xcf]);
         assert!(o.code_len <= SYSCALL_TRAMP);
+    }
+
+    /// The kernel stub fits its page (its data page follows it, addressed
+    /// RIP-relative) and begins with the hypercall number check.
+    #[test]
+    fn kernel_stub_shape() {
+        let k = kstub_blob();
+        assert!(k.len() < 4096 && k.len() > 64);
+        assert_eq!(&k[..4], &[0x48, 0x83, 0xf8, 0x01]); // cmp $1, %rax
     }
 }

@@ -52,9 +52,12 @@ impl Vcpu {
             };
         }
         // SYSCALL lands on the supervisor-only trampoline page at CPL3: the
-        // fetch faults there, with the trampoline as the frame's RIP.
+        // fetch faults there, with the trampoline as the frame's RIP; from
+        // guest user mode it faults on the kernel stub's first byte (its
+        // slot is absent from user tables).
         let tramp = self.dom.machine.shim_va(SYSCALL_TRAMP);
-        if vector == SYSCALL_VECTOR && words[1] == tramp && words[2] & 3 == 3 {
+        let at_entry = words[1] == tramp || words[1] == crate::layout::KSTUB_VA;
+        if vector == SYSCALL_VECTOR && at_entry && words[2] & 3 == 3 {
             // SYSCALL: RCX = return RIP, R11 = RFLAGS, the guest's RSP in the
             // frame ([error code, rip, cs, rflags, rsp, ss]).
             regs.rsp = words[4];

@@ -109,6 +109,8 @@ pub struct FastPathCounts {
     pub syscalls: u64,
     pub irets: u64,
     pub mmu_updates: u64,
+    /// Single `mmu_update`s the kernel stub finished at CPL3.
+    pub kstub_mmu_updates: u64,
     pub clis: u64,
     pub stack_switches: u64,
 }
@@ -320,6 +322,7 @@ impl Vcpu {
             fast_syscalls = fast.syscalls,
             fast_irets = fast.irets,
             fast_mmu_updates = fast.mmu_updates,
+            kstub_mmu_updates = fast.kstub_mmu_updates,
             fast_clis = fast.clis,
             fast_stack_switches = fast.stack_switches,
             "done in the shim without an exit (not in the counts above)"
@@ -484,7 +487,7 @@ impl Vcpu {
         let sr = self.fd.sync_regs();
         // In the shim, or at the SYSCALL trampoline (the #PF that enters
         // the shim may not be queued yet): leave it to the vector.
-        if sr.sregs.cs.dpl != 3 || crate::mmu::RXEN_VA.contains(&sr.regs.rip) {
+        if sr.sregs.cs.dpl != 3 || crate::mmu::rip_in_rxen(sr.regs.rip, self.kernel_mode) {
             return false;
         }
         // An exception KVM has queued (e.g. the #PF of a SYSCALL that just
@@ -565,7 +568,8 @@ impl Vcpu {
     /// after that event, inside the shim.
     fn inject_kick(&mut self) {
         let sr = self.fd.sync_regs();
-        let in_guest_code = sr.sregs.cs.dpl == 3 && !crate::mmu::RXEN_VA.contains(&sr.regs.rip);
+        let in_guest_code =
+            sr.sregs.cs.dpl == 3 && !crate::mmu::rip_in_rxen(sr.regs.rip, self.kernel_mode);
         let quiet = in_guest_code
             && matches!(self.fd.get_vcpu_events(), Ok(ev)
                 if ev.exception.injected == 0
@@ -716,6 +720,14 @@ impl Vcpu {
         }
         fast |= data::FAST_CLI | data::FAST_STACK_SWITCH;
         let vi = crate::machine::Machine::direct_va(self.dom.vcpu_info());
+        let kd = |off: u64| m.layout.hv_gpa(crate::layout::hv::KSTUB_DATA) + off;
+        let _ = m.ram.write_u64(
+            kd(shim::kdata::FAST),
+            u64::from(fast & data::FAST_MMU_UPDATE != 0),
+        );
+        let _ = m
+            .ram
+            .write_u64(kd(shim::kdata::REQUEST_PAGE), self.mmu_request_page);
         for (off, v) in [
             (data::MODE, self.kernel_mode as u64),
             (data::FAST, fast),
@@ -738,10 +750,15 @@ impl Vcpu {
     pub fn fast_path_counts(&self) -> FastPathCounts {
         let m = &self.dom.machine;
         let get = |off| m.ram.read_u64(m.shim_data_gpa(off)).unwrap_or(0);
+        let kstub = m
+            .ram
+            .read_u64(m.layout.hv_gpa(crate::layout::hv::KSTUB_DATA) + shim::kdata::MMU_UPDATES)
+            .unwrap_or(0);
         FastPathCounts {
             syscalls: get(shim::data::FAST_SYSCALLS),
             irets: get(shim::data::FAST_IRETS),
             mmu_updates: get(shim::data::FAST_MMU_UPDATES),
+            kstub_mmu_updates: kstub,
             clis: get(shim::data::FAST_CLIS),
             stack_switches: get(shim::data::FAST_STACK_SWITCHES),
         }

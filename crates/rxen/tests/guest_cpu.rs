@@ -1,7 +1,9 @@
 //! The CPU a PV guest sees: the user-level instruction sets of the host's
 //! CPU (SSE4.2, POPCNT, CMPXCHG16B, and AVX/AVX2/AVX-512 through XSAVE with
 //! the guest's `xsetbv` emulated), and AVX state that survives context
-//! switches between guest processes. Needs /dev/kvm and root; fails without them.
+//! switches between guest processes; and that guest user mode cannot reach
+//! what only the guest kernel's page tables map (rxen's kernel stub and its
+//! alias of guest RAM). Needs /dev/kvm and root; fails without them.
 
 mod common;
 
@@ -147,5 +149,63 @@ fn no_breakpoint_trap_is_lost_to_an_event_upcall() {
     assert!(
         t.contains("INT3 executed=20000 trapped=20000 lost=0"),
         "int3 traps were lost:\n{t}"
+    );
+}
+
+/// A guest user program probes rxen's kernel stub (slot 259: its code and
+/// data pages, its writable alias of guest RAM) and issues a SYSCALL shaped
+/// like the single `mmu_update` the stub finishes in kernel mode. From user
+/// mode every probe must fault, and the SYSCALL must reach the guest
+/// kernel as the system call it is (write(2) on a bad fd: -EBADF), never
+/// the stub (which would return 0 after writing a page-table entry).
+const KSTUB_PROBE_C: &str = r#"
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+static sigjmp_buf env;
+static void on_fault(int s) { (void)s; siglongjmp(env, 1); }
+static int readable(volatile uint64_t *p) {
+    if (sigsetjmp(env, 1)) return 0;
+    (void)*p;
+    return 1;
+}
+static int writable(volatile uint64_t *p) {
+    if (sigsetjmp(env, 1)) return 0;
+    *p = 0;
+    return 1;
+}
+int main(void) {
+    signal(SIGSEGV, on_fault);
+    signal(SIGBUS, on_fault);
+    uint64_t stub = 0xffff818000000000ull, alias = stub + (1ull << 30);
+    int reached = readable((uint64_t *)stub) + readable((uint64_t *)(stub + 4096)) +
+                  readable((uint64_t *)(alias + 0x100000)) +
+                  writable((uint64_t *)(alias + 0x100000));
+    struct { uint64_t ptr, val; } req = {0x1000, 0};
+    long r;
+    register long r10 asm("r10") = 0x7ff0;
+    asm volatile("syscall"
+                 : "=a"(r)
+                 : "a"(1L), "D"(&req), "S"(1L), "d"(0L), "r"(r10)
+                 : "rcx", "r11", "memory");
+    printf("KSTUB reached=%d syscall=%ld\n", reached, r);
+    return 0;
+}
+"#;
+
+#[test]
+fn guest_user_mode_cannot_reach_the_kernel_stub_or_its_ram_alias() {
+    require_kvm();
+    let prog = guestprep::static_binary("kstub-probe", KSTUB_PROBE_C).expect("build the probe");
+    let initrd = guestprep::busybox_initramfs(&Initramfs {
+        init_script: "#!/bin/busybox sh\n/bin/kstub-probe\npoweroff -f\n".into(),
+        files: vec![("/bin/kstub-probe".into(), prog, 0o755)],
+    })
+    .expect("build the initramfs");
+    let t = boot_to_poweroff("kstub", &initrd);
+    assert!(
+        t.contains("KSTUB reached=0 syscall=-9"),
+        "guest user mode reached the kernel stub or its alias:\n{t}"
     );
 }
