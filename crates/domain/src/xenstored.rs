@@ -219,7 +219,15 @@ pub fn detach() -> io::Result<()> {
     // contract); the child only continues this single-threaded program.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
-        0 => Ok(()),
+        0 => {
+            // A daemon outlives whoever started it: keep none of the
+            // descriptors it inherited beyond stdio (one held a test
+            // harness's pipe open, so its reader never saw the end).
+            // SAFETY: close_range on descriptors this process owns; nothing
+            // above stdio is in use yet in this single-threaded child.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            Ok(())
+        }
         _ => std::process::exit(0),
     }
 }

@@ -15,7 +15,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +84,13 @@ impl SharedStore {
 #[derive(Debug)]
 pub struct UnixServer {
     path: PathBuf,
+    /// The socket file's inode: the file is removed at the end only if it
+    /// is still this server's (another daemon may have bound the path anew
+    /// after it was deleted).
+    ino: u64,
+    /// A second handle on the listening socket: shutting it down wakes the
+    /// accept loop whatever became of the path.
+    listener: UnixListener,
     shared: Arc<SharedStore>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
@@ -122,6 +130,8 @@ pub fn serve_shared(path: impl AsRef<Path>, shared: Arc<SharedStore>) -> io::Res
     }
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let ino = std::fs::metadata(&path)?.ino();
+    let waker = listener.try_clone()?;
     let stop = Arc::new(AtomicBool::new(false));
     let clients = Clients::default();
     let accept = {
@@ -133,6 +143,8 @@ pub fn serve_shared(path: impl AsRef<Path>, shared: Arc<SharedStore>) -> io::Res
     tracing::info!(path = %path.display(), "xenstore socket listening");
     Ok(UnixServer {
         path,
+        ino,
+        listener: waker,
         shared,
         stop,
         accept: Some(accept),
@@ -155,13 +167,14 @@ impl UnixServer {
 impl Drop for UnixServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop. If the socket file is gone (its directory
-        // was removed) it cannot be woken: leave it blocked rather than hang.
-        let woke = UnixStream::connect(&self.path).is_ok();
+        // Wake the accept loop: shutdown() on a listening socket makes a
+        // blocked accept() fail. (Connecting to the path instead hung when
+        // the path had been deleted and bound anew by another daemon: the
+        // connection went there and this loop slept on.)
+        // SAFETY: shutdown on a socket descriptor this server owns.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
         if let Some(t) = self.accept.take() {
-            if woke {
-                let _ = t.join();
-            }
+            let _ = t.join();
         }
         for (_, c) in self
             .clients
@@ -171,7 +184,9 @@ impl Drop for UnixServer {
         {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
-        let _ = std::fs::remove_file(&self.path);
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -296,5 +311,35 @@ fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose socket path was deleted and bound anew by another
+    /// server stops at once when dropped, and leaves the other's socket
+    /// alone (the daemon that hung here outlived its state directory).
+    #[test]
+    fn a_server_whose_path_was_taken_over_stops_and_leaves_the_new_socket() {
+        let dir = std::env::temp_dir().join(format!("xs-unix-takeover-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("socket");
+        let old = serve(&path).expect("serve");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let new = serve(&path).expect("serve again on the same path");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(old);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("dropping the old server hung");
+        assert!(path.exists(), "the old server removed the new one's socket");
+        UnixStream::connect(&path).expect("the new server still accepts");
+        drop(new);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
