@@ -161,16 +161,27 @@ impl Host {
         PathBuf::from(path.split(" (").next().unwrap())
     }
 
-    fn console(&self, id: u16) -> String {
+    /// Domain `id`'s console so far; once the domain ended and its entry
+    /// went, the copy kept under the domain's name in STATE/logs (a guest
+    /// that powers off right after its last line can be gone before the
+    /// next look).
+    fn console(&self, id: u16, name: &str) -> String {
         std::fs::read(self.state().join(id.to_string()).join("console.log"))
+            .or_else(|_| {
+                std::fs::read(
+                    self.state()
+                        .join("logs")
+                        .join(format!("{name}.console.log")),
+                )
+            })
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
 
-    fn wait_console(&self, id: u16, what: &str, limit: Duration) -> String {
+    fn wait_console(&self, id: u16, name: &str, what: &str, limit: Duration) -> String {
         let t = Instant::now();
         loop {
-            let c = self.console(id);
+            let c = self.console(id, name);
             if c.contains(what) {
                 return c;
             }
@@ -278,7 +289,12 @@ fn xenstore_utils_and_guests_share_one_store() {
     }
 
     // The guest's own reads and writes, and the refusals.
-    let c = h.wait_console(2, "XSG write data/fromguest", Duration::from_secs(120));
+    let c = h.wait_console(
+        2,
+        "xs-probe",
+        "XSG write data/fromguest",
+        Duration::from_secs(120),
+    );
     for want in [
         "XSG read name = xs-probe",
         "XSG read domid = 2",
@@ -318,7 +334,7 @@ fn xenstore_utils_and_guests_share_one_store() {
         2,
         "watch output:\n{events}"
     );
-    let c = h.wait_console(2, "XSG done", Duration::from_secs(60));
+    let c = h.wait_console(2, "xs-probe", "XSG done", Duration::from_secs(60));
     assert!(
         c.contains("XSG read data/fromhost = hi-guest"),
         "guest did not read the host's node:\n{c}"
@@ -359,7 +375,7 @@ fn a_killed_monitor_releases_its_domain() {
         xs_ok(&sock, &["xenstore-read", "/local/domain/1/name"]),
         "xs-kill\n"
     );
-    h.wait_console(1, "rxen default guest", Duration::from_secs(120));
+    h.wait_console(1, "xs-kill", "rxen default guest", Duration::from_secs(120));
     let entry: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(h.state().join("1").join("entry.json")).unwrap(),
     )
