@@ -7,7 +7,6 @@
 //! entry and a stale one can never be used. A cache that cannot be read or
 //! written only costs the decompression: every failure falls back to it.
 
-use std::borrow::Cow;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +52,27 @@ impl KernelCache {
     /// [`crate::parse_kernel`], taking the decompressed payload from the cache
     /// when it is there and putting it there when it is not.
     pub fn parse(&self, bytes: &[u8]) -> Result<KernelImage, ImageError> {
-        let vmlinux = extract_or_cached(self, bytes)?;
+        if bytes.starts_with(b"\x7fELF") {
+            return parse_elf(bytes);
+        }
+        let entry = self.entry(bytes);
+        if let Ok(cached) = fs::read(&entry) {
+            // Parsed once: a damaged entry (e.g. a disk that filled up)
+            // fails here and is dropped and rebuilt.
+            match parse_elf(&cached) {
+                Ok(image) => {
+                    tracing::debug!(entry = %entry.display(), "decompressed kernel from the cache");
+                    return Ok(image);
+                }
+                Err(_) => {
+                    let _ = fs::remove_file(&entry);
+                }
+            }
+        }
+        let vmlinux = extract_vmlinux(bytes)?;
+        if let Err(e) = store(&entry, &vmlinux) {
+            tracing::debug!(entry = %entry.display(), "cannot cache the decompressed kernel: {e}");
+        }
         parse_elf(&vmlinux)
     }
 
@@ -64,29 +83,6 @@ impl KernelCache {
             .collect();
         self.dir.join(format!("{hash}.vmlinux"))
     }
-}
-
-fn extract_or_cached<'a>(
-    cache: &KernelCache,
-    bytes: &'a [u8],
-) -> Result<Cow<'a, [u8]>, ImageError> {
-    if bytes.starts_with(b"\x7fELF") {
-        return Ok(Cow::Borrowed(bytes));
-    }
-    let entry = cache.entry(bytes);
-    if let Ok(cached) = fs::read(&entry) {
-        // A damaged entry (e.g. a disk that filled up) is dropped and rebuilt.
-        if parse_elf(&cached).is_ok() {
-            tracing::debug!(entry = %entry.display(), "decompressed kernel from the cache");
-            return Ok(Cow::Owned(cached));
-        }
-        let _ = fs::remove_file(&entry);
-    }
-    let vmlinux = extract_vmlinux(bytes)?;
-    if let Err(e) = store(&entry, &vmlinux) {
-        tracing::debug!(entry = %entry.display(), "cannot cache the decompressed kernel: {e}");
-    }
-    Ok(vmlinux)
 }
 
 /// Writes `data` to `path` so that readers see all of it or nothing.
