@@ -102,10 +102,11 @@ impl Bench {
             .map(|n| self.id_of(n))
             .collect::<Result<Vec<_>>>()?;
         // Each look reads the consoles of the domains still booting; with
-        // many, less often (a poll is a host thread waking up and taking a
-        // CPU from a booting vCPU): 5 ms for one domain, 25 ms for more,
-        // well under 1 % of either measurement.
-        let poll = Duration::from_millis(if n == 1 { 5 } else { 25 });
+        // many, less often: a poll is a host thread waking up, which
+        // preempts a booting vCPU (EEVDF lets a waking short-slice task
+        // run first) and often hands the CPU to another one. 5 ms for one
+        // domain, 100 ms for more: under 0.5 % of either measurement.
+        let poll = Duration::from_millis(if n == 1 { 5 } else { 100 });
         let mut waiting: Vec<u16> = ids.clone();
         loop {
             waiting.retain(|id| !self.booted(*id));
