@@ -79,9 +79,10 @@ pub fn build(
                 (gpa + seg.memsz) >> 20,
             ));
         }
-        ram.write(gpa, &seg.data)?;
-        let bss = seg.memsz.saturating_sub(seg.data.len() as u64);
-        ram.zero(gpa + seg.data.len() as u64, bss as usize)?;
+        // A new domain's RAM is all zero (every boot, restarts included,
+        // gets a new Machine): the segment's zero pages and its bss need
+        // no writing.
+        ram.write_to_zeroed(gpa, &seg.data)?;
     }
 
     // Allocate the rest of the region page by page after the kernel.
