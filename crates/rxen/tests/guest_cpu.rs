@@ -86,6 +86,18 @@ fn boot_to_poweroff(tag: &str, initrd: &std::path::Path) -> String {
     t
 }
 
+/// Builds C program `source` statically, runs it as `/bin/TAG ARGS` from
+/// a busybox initramfs and powers off; returns the console.
+fn run_program(tag: &str, source: &str, args: &str) -> String {
+    let prog = guestprep::static_binary(tag, source).expect("build the test program");
+    let initrd = guestprep::busybox_initramfs(&Initramfs {
+        init_script: format!("#!/bin/busybox sh\n/bin/{tag} {args}\npoweroff -f\n"),
+        files: vec![(format!("/bin/{tag}"), prog, 0o755)],
+    })
+    .expect("build the initramfs");
+    boot_to_poweroff(tag, &initrd)
+}
+
 #[test]
 fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
     require_kvm();
@@ -135,17 +147,11 @@ fn guest_sees_the_cpus_user_instructions_and_keeps_avx_state() {
 #[test]
 fn no_breakpoint_trap_is_lost_to_an_event_upcall() {
     require_kvm();
-    let prog = guestprep::static_binary(
-        "int3-loop",
+    let t = run_program(
+        "int3",
         include_str!("../../../probes/int3-loss/int3-loop.c"),
-    )
-    .expect("build the int3 program");
-    let initrd = guestprep::busybox_initramfs(&Initramfs {
-        init_script: "#!/bin/busybox sh\n/bin/int3-loop 20000\npoweroff -f\n".into(),
-        files: vec![("/bin/int3-loop".into(), prog, 0o755)],
-    })
-    .expect("build the initramfs");
-    let t = boot_to_poweroff("int3", &initrd);
+        "20000",
+    );
     assert!(
         t.contains("INT3 executed=20000 trapped=20000 lost=0"),
         "int3 traps were lost:\n{t}"
@@ -197,13 +203,7 @@ int main(void) {
 #[test]
 fn guest_user_mode_cannot_reach_the_kernel_stub_or_its_ram_alias() {
     require_kvm();
-    let prog = guestprep::static_binary("kstub-probe", KSTUB_PROBE_C).expect("build the probe");
-    let initrd = guestprep::busybox_initramfs(&Initramfs {
-        init_script: "#!/bin/busybox sh\n/bin/kstub-probe\npoweroff -f\n".into(),
-        files: vec![("/bin/kstub-probe".into(), prog, 0o755)],
-    })
-    .expect("build the initramfs");
-    let t = boot_to_poweroff("kstub", &initrd);
+    let t = run_program("kstub", KSTUB_PROBE_C, "");
     assert!(
         t.contains("KSTUB reached=0 syscall=-9"),
         "guest user mode reached the kernel stub or its alias:\n{t}"

@@ -23,6 +23,31 @@ struct Host {
 }
 
 impl Host {
+    /// `rxen create -F -c CFG` with piped stdio; what it prints to stdout
+    /// collects in the returned buffer (read by a thread).
+    fn create_foreground(&self, cfg: &Path) -> (Child, Arc<Mutex<Vec<u8>>>) {
+        let mut fg = self
+            .cmd(&["create", "-F", "-c", cfg.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rxen create -F");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = fg.stdout.take().unwrap();
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        (fg, out)
+    }
+
     fn new(tag: &str) -> Host {
         let kvm = std::fs::OpenOptions::new()
             .read(true)
@@ -545,27 +570,7 @@ fn a_domain_that_cannot_start_says_why_and_leaves_nothing() {
 fn a_foreground_domain_is_listed_and_reachable_from_other_terminals() {
     let h = Host::new("fg");
     let cfg = h.config("ts-fg", "");
-    let mut fg = h
-        .cmd(&["create", "-F", "-c", cfg.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rxen create -F");
-    let out = Arc::new(Mutex::new(Vec::new()));
-    {
-        let mut stdout = fg.stdout.take().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-    }
+    let (mut fg, out) = h.create_foreground(&cfg);
     // Listed like any domain while it runs, with this process as monitor.
     wait_until(BOOT, "ts-fg to be listed", || h.row("ts-fg").is_some());
     assert_eq!(h.row("ts-fg").unwrap().0, 1);
@@ -719,27 +724,7 @@ fn rename_restarts_that_come_too_fast_are_refused() {
 fn a_foreground_domain_follows_its_on_actions() {
     let h = Host::new("fgon");
     let cfg = h.config("ts-fgon", "on_crash = \"preserve\"");
-    let mut fg = h
-        .cmd(&["create", "-F", "-c", cfg.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rxen create -F");
-    let out = Arc::new(Mutex::new(Vec::new()));
-    {
-        let mut stdout = fg.stdout.take().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-    }
+    let (mut fg, out) = h.create_foreground(&cfg);
     let shown = || String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
     let mut stdin = fg.stdin.take().unwrap();
     wait_until(BOOT, "ts-fgon to be listed", || h.row("ts-fgon").is_some());
