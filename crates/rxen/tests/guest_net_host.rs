@@ -177,6 +177,23 @@ impl Lab {
         let v: serde_json::Value = serde_json::from_str(&t).unwrap();
         v["pid"].as_i64().expect("entry.json has the monitor's pid") as i32
     }
+
+    /// `kill -9` of domain `id`'s monitor; returns once it is dead and its
+    /// TAP `tap` has gone with it.
+    fn kill_monitor(&self, id: u16, tap: &str) {
+        let pid = self.monitor_pid(id);
+        // SAFETY: kill(2) on the monitor this test started.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        wait_until(Duration::from_secs(10), "the monitor to die", || {
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z"))
+                    .unwrap_or(true)
+        });
+        wait_until(Duration::from_secs(5), "the TAP to go", || {
+            !link_exists(tap)
+        });
+    }
 }
 
 impl Drop for Lab {
@@ -326,18 +343,7 @@ fn a_killed_monitor_leaves_no_tap() {
     assert!(link_exists(&tap), "{tap} exists while the domain runs");
     assert_eq!(bridge_ports("xenbr0"), std::slice::from_ref(&tap));
     lab.wait_console(id, "ETH0-UP", Duration::from_secs(180));
-    let pid = lab.monitor_pid(id);
-    // SAFETY: kill(2) on the monitor this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    wait_until(Duration::from_secs(10), "the monitor to die", || {
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true)
-    });
-    wait_until(Duration::from_secs(5), "the TAP to go", || {
-        !link_exists(&tap)
-    });
+    lab.kill_monitor(id, &tap);
     assert!(bridge_ports("xenbr0").is_empty());
     assert!(link_exists("xenbr0"), "the bridge is the host's and stays");
     let list = lab.ok(&["list"]);
@@ -382,18 +388,7 @@ fn a_killed_monitors_script_vif_gets_its_offline_call() {
         "{online:?}"
     );
     lab.wait_console(id, "GUEST-READY", Duration::from_secs(180));
-    let pid = lab.monitor_pid(id);
-    // SAFETY: kill(2) on the monitor this test started.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    wait_until(Duration::from_secs(10), "the monitor to die", || {
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z"))
-                .unwrap_or(true)
-    });
-    wait_until(Duration::from_secs(5), "the TAP to go", || {
-        !link_exists(&tap)
-    });
+    lab.kill_monitor(id, &tap);
     assert_eq!(
         read_calls().len(),
         1,
