@@ -205,6 +205,24 @@ impl Hooks for RegistryHooks {
     }
 }
 
+/// A monitor outlives the command that started it: it keeps no descriptor
+/// it inherited from that command's caller except `keep` (stdio aside). A
+/// caller's pipe held open by a monitor would never reach end of file for
+/// its reader (a test harness or a script reading `rxen create`'s output).
+fn close_inherited_fds(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f > 2).map(|&f| f as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for k in keep.into_iter().chain([u32::MAX]) {
+        if k > from {
+            // SAFETY: close_range on descriptors this process owns; no
+            // thread exists yet and nothing above stdio but `keep` is in use.
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+        }
+        from = k.saturating_add(1);
+    }
+}
+
 /// A monitor reads tens of MiB once (the kernel's segments, the
 /// initramfs) and then runs for days. glibc raises its mmap threshold to
 /// the size of the largest block freed (up to 32 MiB), so after the kernel
@@ -241,6 +259,7 @@ pub fn monitor(
         // SAFETY: fcntl on descriptors this process owns.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
+    close_inherited_fds(&[lock_fd, ready_fd]);
     keep_big_buffers_off_the_heap();
     let reg = Registry::open(state)?;
     let entry = reg.entry(id)?;

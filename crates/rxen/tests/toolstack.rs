@@ -783,3 +783,45 @@ fn a_foreground_domain_follows_its_on_actions() {
     assert!(kept.contains("Kernel panic"), "{kept}");
     assert_eq!(kept.matches("built-in shell").count(), 2, "{kept}");
 }
+
+/// A detached domain keeps none of the descriptors `rxen create`'s caller
+/// left open: a script reading `create`'s output through a pipe sees end of
+/// file when `create` returns, not when the domain ends (a monitor that
+/// kept an inherited pipe once held a test harness's reader forever).
+#[test]
+fn a_monitor_keeps_no_descriptor_of_the_caller() {
+    let h = Host::new("fds");
+    let cfg = h.config("ts-fds", "");
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe(2) into a two-element array; no CLOEXEC, so children
+    // inherit the write end like a shell's pipe.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (r, w) = (fds[0], fds[1]);
+    let o = h.run(&["create", "-q", cfg.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // SAFETY: closing this test's own write end; then only the children
+    // could hold one.
+    unsafe { libc::close(w) };
+    let mut pfd = libc::pollfd {
+        fd: r,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+    let mut byte = 0u8;
+    // SAFETY: read of at most one byte into a local.
+    let got = if n == 1 {
+        unsafe { libc::read(r, (&mut byte as *mut u8).cast(), 1) }
+    } else {
+        -1
+    };
+    // SAFETY: closing the read end this test owns.
+    unsafe { libc::close(r) };
+    assert!(h.row("ts-fds").is_some(), "the domain runs");
+    h.ok(&["destroy", "ts-fds"]);
+    assert_eq!(
+        got, 0,
+        "the pipe never reached end of file: the monitor holds its write end"
+    );
+}
