@@ -9,6 +9,9 @@
  * Command line (start_info.cmd_line), space-separated:
  *   mode=fuzz|script  fuzz: randomised garbage; script: a fixed list of bad
  *                     calls whose return values are printed
+ *   mode=alias seed=N  rewrite its own page tables through rxen's kernel
+ *                      stub's RAM alias (rxen's L4 slots, rxen's frames
+ *                      mapped writable) while making hypercalls
  *   mode=crash|reboot|poweroff  shut down at once as crashed / rebooting /
  *                     powered off (a domain that fails at boot, for the
  *                     toolstack's restart rules)
@@ -685,6 +688,51 @@ static void fuzz_one(void) {
     }
 }
 
+/* ---- mode=alias: around rxen's page-table checks, through its own alias
+ *
+ * rxen's kernel stub keeps a user-writable alias of guest RAM in L4 slot
+ * 259 of the guest kernel's tables (a guest kernel may write its own page
+ * tables without rxen, like any KVM guest kernel). This kernel uses it to
+ * rewrite rxen's L4 slots in its own top-level table, to map rxen's own
+ * frames (past RAM: shim code, IDT, GDT, stacks, data) writable and
+ * scribble on them, and to scribble anywhere in its RAM, with hypercalls in
+ * between. Whatever becomes of this domain, rxen must neither panic nor
+ * hang, and other domains must not notice. */
+
+#define ALIAS_VA 0xffff818040000000UL
+
+static void alias_smash(u64 rounds) {
+    u64 *l4 = (u64 *)(ALIAS_VA + (pt_mfn << 12));
+    /* rxen's builder: L4, L3, L2, then the L1s mapping VIRT_BASE linearly */
+    u64 *l1 = (u64 *)(ALIAS_VA + ((pt_mfn + 3) << 12));
+    u64 l1_entries = (nr_pt - 3) * 512;
+    for (u64 r = 0; r < rounds; r++) {
+        switch (rnd() % 16) {
+        case 0: /* one of rxen's L4 slots (256..271) */
+            l4[256 + rnd() % 16] = rnd() & 1 ? 0 : any_pte();
+            break;
+        case 1: { /* one of rxen's frames, mapped writable at a free page */
+            u64 k = free_lo + rnd() % 64;
+            if (k >= l1_entries) break;
+            /* rxen's area starts at the first 2 MiB boundary after RAM */
+            u64 hv = (nr_pages + 511) & ~511UL;
+            l1[k] = ((hv + rnd() % 40) << 12) | 0x67; /* its fixed pages */
+            volatile u64 *p = (u64 *)(VIRT_BASE + (k << 12));
+            for (int i = 0; i < 8; i++) p[rnd() % 512] = rnd();
+            break;
+        }
+        case 2: case 3: /* any word of its own RAM */
+            *(volatile u64 *)(ALIAS_VA + (rnd() % nr_pages) * 4096 + (rnd() & 0xff8)) = rnd();
+            break;
+        default:
+            break;
+        }
+        fuzz_one();
+    }
+    say("HOSTILE-ALIAS-DONE");
+    shutdown(SHUTDOWN_poweroff);
+}
+
 /* ---- the fixed script: one bad call per category, return values printed */
 
 static void ret(const char *name, long v) {
@@ -827,6 +875,13 @@ void kmain(start_info_t *si) {
     if (mode && mode[0] == 'p') {
         say("HOSTILE-POWEROFF-AT-BOOT");
         shutdown(SHUTDOWN_poweroff);
+        return;
+    }
+    if (mode && mode[0] == 'a') {
+        const char *s = opt(cmdline, "seed=");
+        rng ^= (s ? parse_num(s) : 1) * 0x9E3779B97F4A7C15UL;
+        if (!rng) rng = 1;
+        alias_smash(2000);
         return;
     }
     if (mode && mode[0] == 's') {
