@@ -56,7 +56,7 @@ impl KernelCache {
             return parse_elf(bytes);
         }
         let entry = self.entry(bytes);
-        if let Ok(cached) = fs::read(&entry) {
+        if let Ok(cached) = map_entry(&entry) {
             // Parsed once: a damaged entry (e.g. a disk that filled up)
             // fails here and is dropped and rebuilt.
             match parse_elf(&cached) {
@@ -83,6 +83,20 @@ impl KernelCache {
             .collect();
         self.dir.join(format!("{hash}.vmlinux"))
     }
+}
+
+/// The cache entry at `path`, mapped read-only: parsing it touches only the
+/// headers and the loadable segments, straight from the page cache (reading
+/// it first copied all of a Debian kernel's 66 MiB, symbols included, into
+/// fresh memory on every boot).
+fn map_entry(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let file = fs::File::open(path)?;
+    // SAFETY: entries are written once under a temporary name and renamed
+    // into place (`store`), never modified afterwards; one replaced or
+    // removed meanwhile keeps this mapping's pages. A file truncated under
+    // the mapping by hand would fault (SIGBUS): the cache directory is
+    // rxen's own.
+    unsafe { memmap2::Mmap::map(&file) }
 }
 
 /// Writes `data` to `path` so that readers see all of it or nothing.
