@@ -8,6 +8,7 @@
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 const PAGE: u64 = crate::layout::PAGE_SIZE;
+static ZERO_PAGE: [u8; PAGE as usize] = [0; PAGE as usize];
 
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[error("guest-physical address {gpa:#x} (+{len}) is outside guest memory")]
@@ -78,7 +79,9 @@ impl GuestRam {
             // Up to the next page boundary of the destination.
             let room = (PAGE - ((gpa + off as u64) % PAGE)) as usize;
             let piece = &buf[off..buf.len().min(off + room)];
-            if piece.iter().any(|&b| b != 0) {
+            // Compared as a slice (memcmp, vectorised), not byte by byte:
+            // a boot checks 57 MiB.
+            if piece != &ZERO_PAGE[..piece.len()] {
                 self.write(gpa + off as u64, piece)?;
             }
             off += piece.len();
