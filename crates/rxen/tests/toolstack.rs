@@ -279,6 +279,22 @@ fn now() -> u64 {
 const BOOT: Duration = Duration::from_secs(240);
 const ANSWER: Duration = Duration::from_secs(30);
 
+/// Waits (up to [`ANSWER`]) for a `create -F` process to end; returns its
+/// status and what it printed on stderr.
+fn wait_ended(fg: &mut Child, what: &str) -> (std::process::ExitStatus, String) {
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = fg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < ANSWER, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    fg.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    (status, err)
+}
+
 fn wait_booted(h: &Host, id: u16) {
     wait_until(BOOT, &format!("domain {id} to reach its shell"), || {
         h.console_log(id).contains("built-in shell")
@@ -595,16 +611,7 @@ fn a_foreground_domain_is_listed_and_reachable_from_other_terminals() {
     h.ok(&["pause", "ts-fg"]);
     assert_eq!(h.row("ts-fg").unwrap().1, "--p---");
     h.ok(&["destroy", "ts-fg"]);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = fg.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t.elapsed() < ANSWER, "rxen create -F did not end");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    fg.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (status, err) = wait_ended(&mut fg, "rxen create -F did not end");
     assert_eq!(status.code(), Some(5), "{err}");
     assert!(err.contains("domain 'ts-fg' destroyed"), "{err}");
     assert!(h.list().is_empty(), "{:?}", h.list());
@@ -766,16 +773,7 @@ fn a_foreground_domain_follows_its_on_actions() {
 
     // ^] on the -F terminal ends it: exit status 5, entry gone, logs kept.
     stdin.write_all(b"\x1d").unwrap();
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = fg.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t.elapsed() < ANSWER, "^] did not end rxen create -F");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    fg.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (status, err) = wait_ended(&mut fg, "^] did not end rxen create -F");
     assert_eq!(status.code(), Some(5), "{err}");
     assert!(err.contains("destroyed by the console escape"), "{err}");
     assert!(h.list().is_empty(), "{:?}", h.list());
