@@ -186,24 +186,14 @@ impl Machine {
             l.hv_gpa(hv::KSTUB_L1) + 8,
             l.hv_gpa(hv::KSTUB_DATA) | user_upper | PTE_NX,
         )?;
-        let alias_end = layout::align_up(l.ram_pages * PAGE_SIZE, 2 << 20);
-        for g in 0..l.alias_l2_count.min(511) {
-            ram.write_u64(
-                l.hv_gpa(hv::KSTUB_L3) + (1 + g) * 8,
-                l.hv_gpa(l.alias_l2 + g) | user_upper,
-            )?;
-            for i in 0..512u64 {
-                let pa = (g << 30) | (i << 21);
-                if pa >= alias_end {
-                    break;
-                }
-                ram.write_u64(
-                    l.hv_gpa(l.alias_l2 + g) + i * 8,
-                    pa | user_upper | PTE_PS | PTE_NX,
-                )?;
-            }
-        }
-        let kd = |off: u64| l.hv_gpa(hv::KSTUB_DATA) + off;
+        self.map_2m_pages(
+            l.hv_gpa(hv::KSTUB_L3) + 8,
+            l.alias_l2,
+            l.alias_l2_count.min(511),
+            layout::align_up(l.ram_pages * PAGE_SIZE, 2 << 20),
+            user_upper,
+        )?;
+        let kd = |off| self.kstub_data_gpa(off);
         ram.write_u64(kd(shim::kdata::RAM_PAGES), l.ram_pages)?;
         ram.write_u64(kd(shim::kdata::ALIAS), layout::KSTUB_ALIAS_VA)?;
         ram.write_u64(kd(shim::kdata::TRAMP), self.shim_va(shim::SYSCALL_TRAMP))?;
@@ -213,20 +203,35 @@ impl Machine {
         )?;
 
         // Slot 258: 2 MiB pages over all guest-physical memory.
-        for g in 0..l.direct_l2_count {
-            ram.write_u64(
-                l.hv_gpa(hv::DIRECT_L3) + g * 8,
-                l.hv_gpa(l.direct_l2 + g) | upper,
-            )?;
+        self.map_2m_pages(
+            l.hv_gpa(hv::DIRECT_L3),
+            l.direct_l2,
+            l.direct_l2_count,
+            l.total_bytes(),
+            upper,
+        )
+    }
+
+    /// Maps guest-physical 0..`end` in 2 MiB pages (`flags` on every level,
+    /// no-execute leaves): `l2_count` L2 tables from hypervisor-area page
+    /// `first_l2`, hung from the L3 entries starting at `l3_entries`.
+    fn map_2m_pages(
+        &self,
+        l3_entries: u64,
+        first_l2: u64,
+        l2_count: u64,
+        end: u64,
+        flags: u64,
+    ) -> Result<(), BadGpa> {
+        let (l, ram) = (&self.layout, &self.ram);
+        for g in 0..l2_count {
+            ram.write_u64(l3_entries + g * 8, l.hv_gpa(first_l2 + g) | flags)?;
             for i in 0..512u64 {
                 let pa = (g << 30) | (i << 21);
-                if pa >= l.total_bytes() {
+                if pa >= end {
                     break;
                 }
-                ram.write_u64(
-                    l.hv_gpa(l.direct_l2 + g) + i * 8,
-                    pa | upper | PTE_PS | PTE_NX,
-                )?;
+                ram.write_u64(l.hv_gpa(first_l2 + g) + i * 8, pa | flags | PTE_PS | PTE_NX)?;
             }
         }
         Ok(())
@@ -267,6 +272,11 @@ impl Machine {
 
     pub fn shim_data_gpa(&self, offset: u64) -> u64 {
         self.layout.hv_gpa(hv::DATA) + offset
+    }
+
+    /// Guest-physical address of `offset` in the kernel stub's data page.
+    pub fn kstub_data_gpa(&self, offset: u64) -> u64 {
+        self.layout.hv_gpa(hv::KSTUB_DATA) + offset
     }
 
     /// Virtual address of guest-physical `gpa` in the shim's direct map.
