@@ -720,14 +720,14 @@ impl Vcpu {
         }
         fast |= data::FAST_CLI | data::FAST_STACK_SWITCH;
         let vi = crate::machine::Machine::direct_va(self.dom.vcpu_info());
-        let kd = |off: u64| m.layout.hv_gpa(crate::layout::hv::KSTUB_DATA) + off;
         let _ = m.ram.write_u64(
-            kd(shim::kdata::FAST),
+            m.kstub_data_gpa(shim::kdata::FAST),
             u64::from(fast & data::FAST_MMU_UPDATE != 0),
         );
-        let _ = m
-            .ram
-            .write_u64(kd(shim::kdata::REQUEST_PAGE), self.mmu_request_page);
+        let _ = m.ram.write_u64(
+            m.kstub_data_gpa(shim::kdata::REQUEST_PAGE),
+            self.mmu_request_page,
+        );
         for (off, v) in [
             (data::MODE, self.kernel_mode as u64),
             (data::FAST, fast),
@@ -750,15 +750,14 @@ impl Vcpu {
     pub fn fast_path_counts(&self) -> FastPathCounts {
         let m = &self.dom.machine;
         let get = |off| m.ram.read_u64(m.shim_data_gpa(off)).unwrap_or(0);
-        let kstub = m
-            .ram
-            .read_u64(m.layout.hv_gpa(crate::layout::hv::KSTUB_DATA) + shim::kdata::MMU_UPDATES)
-            .unwrap_or(0);
         FastPathCounts {
             syscalls: get(shim::data::FAST_SYSCALLS),
             irets: get(shim::data::FAST_IRETS),
             mmu_updates: get(shim::data::FAST_MMU_UPDATES),
-            kstub_mmu_updates: kstub,
+            kstub_mmu_updates: m
+                .ram
+                .read_u64(m.kstub_data_gpa(shim::kdata::MMU_UPDATES))
+                .unwrap_or(0),
             clis: get(shim::data::FAST_CLIS),
             stack_switches: get(shim::data::FAST_STACK_SWITCHES),
         }
