@@ -5,6 +5,8 @@
 //!
 //! Needs /dev/kvm; fails, not skips, without it.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -27,14 +29,7 @@ impl Host {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "rxen {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        common::expect_success(args, &self.cmd(args))
     }
 }
 

@@ -8,6 +8,8 @@
 //! and the host's address all live there, never on the host's interfaces.
 //! Needs /dev/kvm and root; fails, not skips, without them.
 
+mod common;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -73,14 +75,7 @@ impl Lab {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "rxen {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        common::expect_success(args, &self.cmd(args))
     }
 
     /// Starts domain `name` whose `/init` brings netfront up and then runs

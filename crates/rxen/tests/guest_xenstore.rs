@@ -125,14 +125,7 @@ impl Host {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "rxen {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        common::expect_success(args, &self.run(args))
     }
 
     fn config(&self, name: &str, initramfs: &Path) -> PathBuf {

@@ -4,15 +4,13 @@
 //!
 //! Needs /dev/kvm; fails, not skips, without it.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn rxen_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rxen"))
-}
 
 /// A private state directory; kills every monitor in it when dropped, so a
 /// failing test leaves nothing running.
@@ -76,7 +74,7 @@ impl Host {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(rxen_bin());
+        let mut c = Command::new(common::rxen());
         c.args(args)
             .env("RXEN_STATE_DIR", self.state())
             .current_dir(&self.dir)
@@ -90,15 +88,7 @@ impl Host {
 
     /// Runs and expects success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "rxen {args:?} failed ({:?}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        common::expect_success(args, &self.run(args))
     }
 
     fn config(&self, name: &str, extra: &str) -> PathBuf {

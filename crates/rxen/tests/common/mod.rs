@@ -205,6 +205,18 @@ pub fn run_interactive(cmd: &mut Command, script: &[(&str, &str)], limit: Durati
     }
 }
 
+/// Asserts that `rxen ARGS`, which gave `o`, succeeded; returns its stdout.
+pub fn expect_success(args: &[&str], o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "rxen {args:?} failed ({:?}):\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "{}\n--- stderr ---\n{}",
