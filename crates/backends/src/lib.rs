@@ -23,6 +23,8 @@ pub mod netback;
 pub mod vbd;
 /// Virtual network interfaces on xenbus: nodes and handshake.
 pub mod vif;
+/// Publishing a device's xenstore directories (one transaction).
+pub mod xenbus;
 
 pub use console::{ConsoleBackend, ConsoleError};
 pub use xenstore::ring::{OwnedPage, RawPage, SharedPage};

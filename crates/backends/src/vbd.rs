@@ -22,9 +22,10 @@ use disk::Disk;
 use xen_abi::io::xenbus::XenbusState;
 use xen_abi::GrantRef;
 use xenstore::ring::SharedPage;
-use xenstore::{DomId, Perm, Perms, StoreOps, XsResult, DOM0};
+use xenstore::{DomId, StoreOps, XsResult};
 
 use crate::blkback::{Blkback, GrantedPages, MAX_INDIRECT_SEGMENTS};
+use crate::xenbus::{self, DevicePaths};
 
 /// What the toolstack says about one disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,42 +95,19 @@ impl<P: SharedPage> Vbd<P> {
     /// frontend. The disk stays open (and locked) as long as the vbd lives.
     pub fn create(xs: &mut dyn StoreOps, cfg: VbdConfig, disk: Box<dyn Disk>) -> XsResult<Vbd<P>> {
         let (dom, dev) = (cfg.domid, cfg.devid);
-        let backend = format!("/local/domain/0/backend/vbd/{dom}/{dev}");
-        let frontend = format!("/local/domain/{dom}/device/vbd/{dev}");
+        let paths = DevicePaths::new("vbd", dom, dev);
         let read_only = cfg.read_only || cfg.cdrom || disk.read_only();
-        // Backend: dom0's, readable by the guest. Frontend: the guest's,
-        // readable by dom0 (as libxl sets them).
-        let be_perms = || Perms::new(DOM0, Perm::None).with(dom, Perm::Read);
-        let fe_perms = || Perms::new(dom, Perm::None).with(DOM0, Perm::Read);
-        let put = |xs: &mut dyn StoreOps, path: String, v: &str, perms: Perms| -> XsResult<()> {
-            xs.write_with_perms(&path, v.as_bytes(), &perms)
-        };
-        let device_vbd = format!("/local/domain/{dom}/device/vbd");
-        if xs.read(&device_vbd).is_err() {
-            xs.mkdir(&device_vbd)?;
-            xs.set_perms(&device_vbd, &be_perms())?;
-        }
-        xs.mkdir(&frontend)?;
-        xs.set_perms(&frontend, &fe_perms())?;
         let device_type = if cfg.cdrom { "cdrom" } else { "disk" };
-        let fe = |k: &str| format!("{frontend}/{k}");
-        put(xs, fe("backend"), &backend, fe_perms())?;
-        put(xs, fe("backend-id"), "0", fe_perms())?;
-        put(xs, fe("virtual-device"), &dev.to_string(), fe_perms())?;
-        put(xs, fe("device-type"), device_type, fe_perms())?;
-        put(
-            xs,
-            fe("state"),
-            &XenbusState::Initialising.to_string(),
-            fe_perms(),
-        )?;
-
-        xs.mkdir(&backend)?;
-        xs.set_perms(&backend, &be_perms())?;
-        let be = |k: &str| format!("{backend}/{k}");
+        let frontend_nodes: Vec<(&str, String)> = vec![
+            ("backend", paths.backend.clone()),
+            ("backend-id", "0".into()),
+            ("virtual-device", dev.to_string()),
+            ("device-type", device_type.into()),
+            ("state", XenbusState::Initialising.to_string()),
+        ];
         let mode = if read_only { "r" } else { "w" };
-        let nodes: Vec<(&str, String)> = vec![
-            ("frontend", frontend.clone()),
+        let mut backend_nodes: Vec<(&str, String)> = vec![
+            ("frontend", paths.frontend.clone()),
             ("frontend-id", dom.to_string()),
             ("params", cfg.params.clone()),
             ("type", "rxen".into()),
@@ -148,9 +126,6 @@ impl<P: SharedPage> Vbd<P> {
             ),
             ("feature-persistent", "0".into()),
         ];
-        for (k, v) in nodes {
-            put(xs, be(k), &v, be_perms())?;
-        }
         if !read_only && cfg.discard {
             for (k, v) in [
                 ("feature-discard", "1"),
@@ -158,18 +133,15 @@ impl<P: SharedPage> Vbd<P> {
                 ("discard-alignment", "0"),
                 ("discard-secure", "0"),
             ] {
-                put(xs, be(k), v, be_perms())?;
+                backend_nodes.push((k, v.into()));
             }
         }
-        put(
-            xs,
-            be("state"),
-            &XenbusState::InitWait.to_string(),
-            be_perms(),
-        )?;
+        backend_nodes.push(("state", XenbusState::InitWait.to_string()));
+        xenbus::publish(xs, "vbd", dom, &paths, &frontend_nodes, &backend_nodes)?;
+        let DevicePaths { backend, frontend } = paths;
 
         let token = format!("vbd-{dom}-{dev}");
-        xs.watch(&fe("state"), &token)?;
+        xs.watch(&format!("{frontend}/state"), &token)?;
         Ok(Vbd {
             cfg,
             backend,

@@ -22,10 +22,11 @@
 use xen_abi::io::xenbus::XenbusState;
 use xen_abi::GrantRef;
 use xenstore::ring::SharedPage;
-use xenstore::{DomId, Perm, Perms, StoreOps, XsResult, DOM0};
+use xenstore::{DomId, StoreOps, XsResult};
 
 use crate::netback::{Features, NetQueue, NetStats};
 use crate::vbd::FrontendLink;
+use crate::xenbus::{self, DevicePaths};
 
 /// What the toolstack says about one vif.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,47 +86,25 @@ impl<P: SharedPage> Vif<P> {
     /// frontend's state.
     pub fn create(xs: &mut dyn StoreOps, cfg: VifConfig) -> XsResult<Vif<P>> {
         let (dom, dev) = (cfg.domid, cfg.devid);
-        let backend = format!("/local/domain/0/backend/vif/{dom}/{dev}");
-        let frontend = format!("/local/domain/{dom}/device/vif/{dev}");
-        // Backend: dom0's, readable by the guest. Frontend: the guest's,
-        // readable by dom0 (as libxl sets them).
-        let be_perms = || Perms::new(DOM0, Perm::None).with(dom, Perm::Read);
-        let fe_perms = || Perms::new(dom, Perm::None).with(DOM0, Perm::Read);
-        let put = |xs: &mut dyn StoreOps, path: String, v: &str, perms: Perms| -> XsResult<()> {
-            xs.write_with_perms(&path, v.as_bytes(), &perms)
-        };
-        let device_vif = format!("/local/domain/{dom}/device/vif");
-        if xs.read(&device_vif).is_err() {
-            xs.mkdir(&device_vif)?;
-            xs.set_perms(&device_vif, &be_perms())?;
-        }
-        xs.mkdir(&frontend)?;
-        xs.set_perms(&frontend, &fe_perms())?;
-        let fe = |k: &str| format!("{frontend}/{k}");
+        let paths = DevicePaths::new("vif", dom, dev);
         let mtu = cfg.mtu.to_string();
-        for (k, v) in [
-            ("backend", backend.as_str()),
-            ("backend-id", "0"),
-            ("handle", &dev.to_string()),
-            ("mac", &cfg.mac),
-            ("mtu", &mtu),
-            ("state", &XenbusState::Initialising.to_string()),
-        ] {
-            put(xs, fe(k), v, fe_perms())?;
-        }
-
-        xs.mkdir(&backend)?;
-        xs.set_perms(&backend, &be_perms())?;
-        let be = |k: &str| format!("{backend}/{k}");
-        let mut nodes: Vec<(&str, String)> = vec![
-            ("frontend", frontend.clone()),
+        let frontend_nodes: Vec<(&str, String)> = vec![
+            ("backend", paths.backend.clone()),
+            ("backend-id", "0".into()),
+            ("handle", dev.to_string()),
+            ("mac", cfg.mac.clone()),
+            ("mtu", mtu.clone()),
+            ("state", XenbusState::Initialising.to_string()),
+        ];
+        let mut backend_nodes: Vec<(&str, String)> = vec![
+            ("frontend", paths.frontend.clone()),
             ("frontend-id", dom.to_string()),
             ("online", "1".into()),
             ("handle", dev.to_string()),
             ("mac", cfg.mac.clone()),
             ("type", "vif".into()),
             ("vifname", cfg.vifname.clone()),
-            ("mtu", mtu.clone()),
+            ("mtu", mtu),
             ("feature-sg", "1".into()),
             ("feature-gso-tcpv4", "1".into()),
             ("feature-gso-tcpv6", "1".into()),
@@ -141,21 +120,15 @@ impl<P: SharedPage> Vif<P> {
             ("rate", &cfg.rate),
         ] {
             if let Some(v) = v {
-                nodes.push((k, v.clone()));
+                backend_nodes.push((k, v.clone()));
             }
         }
-        for (k, v) in nodes {
-            put(xs, be(k), &v, be_perms())?;
-        }
-        put(
-            xs,
-            be("state"),
-            &XenbusState::InitWait.to_string(),
-            be_perms(),
-        )?;
+        backend_nodes.push(("state", XenbusState::InitWait.to_string()));
+        xenbus::publish(xs, "vif", dom, &paths, &frontend_nodes, &backend_nodes)?;
+        let DevicePaths { backend, frontend } = paths;
 
         let token = format!("vif-{dom}-{dev}");
-        xs.watch(&fe("state"), &token)?;
+        xs.watch(&format!("{frontend}/state"), &token)?;
         Ok(Vif {
             cfg,
             backend,

@@ -39,10 +39,16 @@ impl Drop for Host {
     }
 }
 
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+/// Waits for `cond`; on a timeout, fails with the disks and the console.
+fn wait_until(h: &Host, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        assert!(
+            t.elapsed() < limit,
+            "timed out waiting for {what}; disks: {:?}; console:\n{}",
+            disks(h),
+            console_log(h)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -126,6 +132,7 @@ while true; do sleep 1; done
     .unwrap();
     h.ok(&["create", cfg.to_str().unwrap()]);
     wait_until(
+        &h,
         Duration::from_secs(120),
         "the guest to load blkfront",
         || console_log(&h).contains("GUEST-READY"),
@@ -141,10 +148,10 @@ while true; do sleep 1; done
         .cmd(&["block-attach", "rxen-test-hotplug", &spec])
         .status
         .success());
-    wait_until(Duration::from_secs(60), "blkfront to connect", || {
+    wait_until(&h, Duration::from_secs(60), "blkfront to connect", || {
         disks(&h) == [("xvdb".to_string(), "4".to_string())]
     });
-    wait_until(Duration::from_secs(60), "the guest's write", || {
+    wait_until(&h, Duration::from_secs(60), "the guest's write", || {
         console_log(&h).contains("HOTPLUG-WRITTEN")
     });
     assert!(
@@ -158,12 +165,15 @@ while true; do sleep 1; done
     );
 
     h.ok(&["block-detach", "rxen-test-hotplug", "xvdb"]);
-    wait_until(Duration::from_secs(60), "the disk to go", || {
+    wait_until(&h, Duration::from_secs(60), "the disk to go", || {
         disks(&h).is_empty()
     });
-    wait_until(Duration::from_secs(30), "the guest to see it go", || {
-        console_log(&h).contains("HOTPLUG-GONE")
-    });
+    wait_until(
+        &h,
+        Duration::from_secs(30),
+        "the guest to see it go",
+        || console_log(&h).contains("HOTPLUG-GONE"),
+    );
     let d = disk::open(&img, Format::Raw, OpenOptions::default())
         .expect("the image is released after detach");
     let mut b = [0u8; 16];

@@ -127,8 +127,19 @@ pub trait StoreOps {
 
     /// Writes a node and sets its permissions (not atomically).
     fn write_with_perms(&mut self, path: &str, value: &[u8], perms: &Perms) -> XsResult<()> {
-        self.write(path, value)?;
-        self.set_perms(path, perms)
+        self.write_with_perms_tx(NO_TX, path, value, perms)
+    }
+
+    /// Writes a node and sets its permissions inside transaction `tx`.
+    fn write_with_perms_tx(
+        &mut self,
+        tx: TxId,
+        path: &str,
+        value: &[u8],
+        perms: &Perms,
+    ) -> XsResult<()> {
+        self.write_tx(tx, path, value)?;
+        self.set_perms_tx(tx, path, perms)
     }
 
     /// Starts a transaction.
@@ -167,6 +178,36 @@ pub trait StoreOps {
             .map(drop);
         self.take_watch_events(token);
         r
+    }
+}
+
+/// How often [`in_transaction`] retries a transaction that conflicted.
+const TRANSACTION_ATTEMPTS: usize = 16;
+
+/// Runs `f` inside a transaction and commits it, so other clients see all
+/// of its changes at once or none; a commit that conflicted with another
+/// change (EAGAIN) runs `f` again, up to a few times. An error from `f`
+/// throws the transaction away and is returned.
+pub fn in_transaction<R>(
+    xs: &mut dyn StoreOps,
+    mut f: impl FnMut(&mut dyn StoreOps, TxId) -> XsResult<R>,
+) -> XsResult<R> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let tx = xs.transaction_start()?;
+        let r = match f(xs, tx) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = xs.transaction_end(tx, false);
+                return Err(e);
+            }
+        };
+        match xs.transaction_end(tx, true) {
+            Err(XsError::Again) if attempt < TRANSACTION_ATTEMPTS => continue,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(r),
+        }
     }
 }
 
