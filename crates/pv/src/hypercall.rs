@@ -466,7 +466,7 @@ impl Vcpu {
                 let vi = self.dom.vcpu_info();
                 self.dom.bits().set_upcall_mask(vi, 0);
                 loop {
-                    self.poll_timer();
+                    self.poll_timer(false);
                     if self.dom.bits().upcall_pending(vi)
                         || self.dom.stopping.load(std::sync::atomic::Ordering::SeqCst)
                     {

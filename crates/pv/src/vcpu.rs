@@ -18,6 +18,7 @@ use xen_abi::{TrapInfo, FLAT_KERNEL_CS, FLAT_KERNEL_SS};
 use crate::domain::{DomainShared, ShutdownReason};
 use crate::machine::{msr, MSR_KERNEL_GS_BASE};
 use crate::shim;
+use crate::vcpu_timer::{timer_due, TimerDue};
 
 /// Vector used to pull a vCPU running at CPL3 into the shim for event delivery.
 pub const KICK_VECTOR: u8 = 0x20;
@@ -97,6 +98,8 @@ pub struct Vcpu {
     pub run_us_histogram: Vec<u64>,
     /// Single-shot timer deadline in system-time ns (0 = none).
     timer_deadline: u64,
+    /// The deadline was moved once already (see [`Vcpu::poll_timer`]).
+    timer_put_off: bool,
     /// Armed at `timer_deadline`; created by [`Vcpu::run`] on the vCPU thread.
     timer: Option<crate::vcpu_timer::VcpuTimer>,
     /// The shim's stack_switch counter when last read.
@@ -133,6 +136,11 @@ pub struct Stats {
     pub direct_upcalls: u64,
     /// Kick interrupts that reached the shim and were put off.
     pub kicks_in_shim: u64,
+    /// VIRQ_TIMERs raised (the guest's ticks and timers).
+    pub timer_virqs: u64,
+    /// Timers found overdue after the host had preempted the running vCPU,
+    /// and put off (see [`crate::vcpu_timer::timer_due`]).
+    pub timers_put_off: u64,
 }
 
 thread_local! {
@@ -217,6 +225,7 @@ impl Vcpu {
             mmu_request_page: 0,
             run_us_histogram: vec![0; 2001],
             timer_deadline: 0,
+            timer_put_off: false,
             timer: None,
             fast_stack_switches: 0,
         }
@@ -420,8 +429,14 @@ impl Vcpu {
     /// (0 stops it).
     pub fn set_timer(&mut self, deadline_ns: u64) {
         self.timer_deadline = deadline_ns;
+        self.timer_put_off = false;
+        self.arm_timer();
+    }
+
+    fn arm_timer(&self) {
         if let Some(t) = &self.timer {
-            t.arm((deadline_ns != 0).then(|| self.dom.clock.until(deadline_ns)));
+            let d = self.timer_deadline;
+            t.arm((d != 0).then(|| self.dom.clock.until(d)));
         }
     }
 
@@ -431,25 +446,39 @@ impl Vcpu {
     }
 
     /// Marks VIRQ_TIMER pending if the deadline has passed. Runs on the vCPU
-    /// thread, so it raises the port without kicking itself.
-    pub fn poll_timer(&mut self) {
-        if self.timer_due_in().is_some_and(|d| d.is_zero()) {
-            self.timer_deadline = 0;
-            let port = self
-                .dom
-                .events
-                .lock()
-                .unwrap()
-                .virq_port(xen_abi::VIRQ_TIMER);
-            if let Some(p) = port {
-                self.dom.bits().set_pending(p, self.dom.vcpu_info());
+    /// thread, so it raises the port without kicking itself. `running`:
+    /// the guest was running (the timer's signal interrupted KVM_RUN); a
+    /// timer found long overdue then is put off a little
+    /// ([`crate::vcpu_timer::timer_due`] says why).
+    pub fn poll_timer(&mut self, running: bool) {
+        let now = self.dom.clock.now_ns();
+        match timer_due(self.timer_deadline, now, running, self.timer_put_off) {
+            TimerDue::NotYet => {}
+            TimerDue::PutOffUntil(deadline) => {
+                self.timer_deadline = deadline;
+                self.timer_put_off = true;
+                self.stats.timers_put_off += 1;
+                self.arm_timer();
+            }
+            TimerDue::Fire => {
+                self.timer_deadline = 0;
+                self.stats.timer_virqs += 1;
+                let port = self
+                    .dom
+                    .events
+                    .lock()
+                    .unwrap()
+                    .virq_port(xen_abi::VIRQ_TIMER);
+                if let Some(p) = port {
+                    self.dom.bits().set_pending(p, self.dom.vcpu_info());
+                }
             }
         }
     }
 
     /// The vCPU was kicked: if an event is deliverable, get into the shim.
     fn on_kicked(&mut self) {
-        self.poll_timer();
+        self.poll_timer(true);
         if tracing::enabled!(tracing::Level::TRACE) {
             if let (Ok(r), Ok(s)) = (self.fd.get_regs(), self.fd.get_sregs()) {
                 let mut st = [0u64; 12];

@@ -14,6 +14,50 @@ use std::time::Duration;
 
 use crate::vcpu::kick_signal;
 
+/// How late a running vCPU's timer signal must be taken to mean that the
+/// host had preempted the vCPU thread (a running thread takes it within
+/// microseconds).
+pub const PREEMPTED_LATENESS: Duration = Duration::from_millis(1);
+
+/// How much longer a timer that fell due while the host had the running
+/// vCPU preempted waits once the vCPU runs again: one tick of a 250 Hz
+/// guest.
+pub const PREEMPTED_TIMER_DELAY: Duration = Duration::from_millis(4);
+
+/// What to do with the single-shot timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerDue {
+    /// Not set, or its deadline is ahead.
+    NotYet,
+    /// Raise VIRQ_TIMER.
+    Fire,
+    /// Move the deadline to this system time (ns).
+    PutOffUntil(u64),
+}
+
+/// The timer with `deadline` (system-time ns, 0 = not set) at `now`.
+///
+/// `running`: the guest was running when the timer's signal came, and
+/// `put_off`: this deadline was moved once already. A timer found
+/// [`PREEMPTED_LATENESS`] overdue by a running vCPU fell due while the host
+/// ran other threads. Raising it at once would start the vCPU's new host
+/// time slice with an overdue tick (~340 µs of traps here,
+/// docs/trap-paths.md), and the guest ticks again at its next period
+/// anyway: among 20 busy domains that was one extra tick per slice. Such a
+/// timer waits [`PREEMPTED_TIMER_DELAY`] more, once. Timers may always
+/// fire late and the guest keeps time by its clock, not by its ticks; a
+/// blocked vCPU (not `running`) still wakes at its deadline.
+pub fn timer_due(deadline: u64, now: u64, running: bool, put_off: bool) -> TimerDue {
+    if deadline == 0 || now < deadline {
+        return TimerDue::NotYet;
+    }
+    let late = Duration::from_nanos(now - deadline);
+    if running && !put_off && late >= PREEMPTED_LATENESS {
+        return TimerDue::PutOffUntil(now.saturating_add(PREEMPTED_TIMER_DELAY.as_nanos() as u64));
+    }
+    TimerDue::Fire
+}
+
 /// A POSIX timer delivering [`kick_signal`] to the thread that created it.
 pub struct VcpuTimer {
     id: libc::timer_t,
@@ -79,6 +123,27 @@ impl Drop for VcpuTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_timer_long_overdue_on_a_running_vcpu_is_put_off_and_only_once() {
+        const MS: u64 = 1_000_000;
+        assert_eq!(timer_due(0, 50 * MS, true, false), TimerDue::NotYet);
+        assert_eq!(timer_due(10 * MS, 9 * MS, true, false), TimerDue::NotYet);
+        // On time (the thread was running): at once.
+        assert_eq!(
+            timer_due(10 * MS, 10 * MS + 20_000, true, false),
+            TimerDue::Fire
+        );
+        // 30 ms overdue: the host had the vCPU preempted.
+        assert_eq!(
+            timer_due(10 * MS, 40 * MS, true, false),
+            TimerDue::PutOffUntil(44 * MS)
+        );
+        // The moved deadline fires however late it is taken.
+        assert_eq!(timer_due(44 * MS, 90 * MS, true, true), TimerDue::Fire);
+        // A blocked vCPU wakes at its deadline, late or not.
+        assert_eq!(timer_due(10 * MS, 40 * MS, false, false), TimerDue::Fire);
+    }
 
     /// Waits up to `limit` for the kick signal, which the caller blocked.
     fn wait_kick(limit: Duration) -> bool {
