@@ -7,7 +7,7 @@
 //! hot-plugged into a running guest must therefore appear whole, so the
 //! nodes are written in one transaction, as libxl does.
 
-use xenstore::{in_transaction, DomId, Perm, Perms, StoreOps, XsResult, DOM0};
+use xenstore::{in_transaction, Batch, DomId, Perm, Perms, StoreOps, XsResult, DOM0};
 
 /// Where a published device lives in the store.
 pub struct DevicePaths {
@@ -43,21 +43,23 @@ pub fn publish(
     let fe_perms = Perms::new(dom, Perm::None).with(DOM0, Perm::Read);
     let kind_dir = format!("/local/domain/{dom}/device/{kind}");
     in_transaction(xs, |xs, tx| {
-        if xs.read_tx(tx, &kind_dir).is_err() {
-            xs.mkdir_tx(tx, &kind_dir)?;
-            xs.set_perms_tx(tx, &kind_dir, &be_perms)?;
+        let kind_dir_exists = xs.read_tx(tx, &kind_dir).is_ok();
+        // Sent together: one round trip to the daemon, not ~50.
+        let mut b = Batch::in_transaction(tx);
+        if !kind_dir_exists {
+            b.mkdir(&kind_dir).set_perms(&kind_dir, &be_perms);
         }
         for (dir, nodes, perms) in [
             (&paths.frontend, frontend_nodes, &fe_perms),
             (&paths.backend, backend_nodes, &be_perms),
         ] {
-            xs.mkdir_tx(tx, dir)?;
-            xs.set_perms_tx(tx, dir, perms)?;
+            b.mkdir(dir).set_perms(dir, perms);
             for (k, v) in nodes {
-                xs.write_with_perms_tx(tx, &format!("{dir}/{k}"), v.as_bytes(), perms)?;
+                let path = format!("{dir}/{k}");
+                b.write(&path, v.as_bytes()).set_perms(&path, perms);
             }
         }
-        Ok(())
+        b.send(xs)
     })
 }
 

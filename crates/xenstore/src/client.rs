@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::conn::MAX_PENDING_EVENTS;
 use crate::error::{XsError, XsResult};
-use crate::ops::{take_token, FiredWatch, StoreOps};
+use crate::ops::{take_token, FiredWatch, Request, StoreOps};
 use crate::transaction::TxId;
 use crate::wire::{split_strings, Decoder, Message, MsgType};
 
@@ -164,17 +164,26 @@ impl XsClient {
     }
 
     fn exchange(&mut self, msg: &Message) -> io::Result<Message> {
+        self.send(&msg.encode())?;
+        self.reply_to(msg.req_id)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.closed {
             return Err(io::ErrorKind::NotConnected.into());
         }
-        if let Err(e) = self.stream.write_all(&msg.encode()) {
-            self.closed = true;
-            return Err(e);
-        }
+        self.stream
+            .write_all(bytes)
+            .inspect_err(|_| self.closed = true)
+    }
+
+    /// Reads until the reply to `req_id` (replies to earlier requests that
+    /// nobody waits for are dropped; watch events are queued).
+    fn reply_to(&mut self, req_id: u32) -> io::Result<Message> {
         let mut buf = [0u8; 4096];
         loop {
             while let Some(m) = self.next_message()? {
-                if m.req_id == msg.req_id {
+                if m.req_id == req_id {
                     return Ok(m);
                 }
                 self.unexpected(m);
@@ -196,6 +205,18 @@ impl XsClient {
     }
 }
 
+/// A reply's payload, or the error it carries.
+fn reply_result(reply: Message) -> XsResult<Vec<u8>> {
+    if reply.ty == MsgType::Error as u32 {
+        return Err(reply.error().unwrap_or(XsError::Inval));
+    }
+    Ok(reply.payload)
+}
+
+/// How many request bytes [`XsClient`] sends ahead of reading replies: far
+/// below a Unix socket's buffer, so neither side can block the other.
+const PIPELINE_BYTES: usize = 16 * 1024;
+
 impl StoreOps for XsClient {
     fn request(&mut self, ty: MsgType, tx: TxId, payload: &[u8]) -> XsResult<Vec<u8>> {
         let req_id = self.next_req;
@@ -205,10 +226,45 @@ impl StoreOps for XsClient {
             tracing::warn!("xenstore request {ty:?} failed: {e}");
             XsError::Io
         })?;
-        if reply.ty == MsgType::Error as u32 {
-            return Err(reply.error().unwrap_or(XsError::Inval));
+        reply_result(reply)
+    }
+
+    /// Sends the requests in chunks of [`PIPELINE_BYTES`], each chunk
+    /// before reading its replies: one round trip per chunk instead of one
+    /// per request (the daemon answers a connection's requests in order).
+    fn request_many(&mut self, requests: &[Request]) -> Vec<XsResult<Vec<u8>>> {
+        let mut results = Vec::with_capacity(requests.len());
+        let mut rest = requests;
+        while !rest.is_empty() {
+            let mut bytes = Vec::new();
+            let mut ids = Vec::new();
+            while let Some(((ty, tx, payload), more)) = rest.split_first() {
+                if !ids.is_empty() && bytes.len() + payload.len() > PIPELINE_BYTES {
+                    break;
+                }
+                let id = self.next_req;
+                self.next_req = self.next_req.wrapping_add(1);
+                Message::new(*ty, id, *tx, payload.as_slice()).encode_into(&mut bytes);
+                ids.push(id);
+                rest = more;
+            }
+            let sent = self.send(&bytes);
+            for id in ids {
+                let reply = match &sent {
+                    Ok(()) => self.reply_to(id),
+                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                };
+                results.push(
+                    reply
+                        .map_err(|e| {
+                            tracing::warn!("xenstore request failed: {e}");
+                            XsError::Io
+                        })
+                        .and_then(reply_result),
+                );
+            }
         }
-        Ok(reply.payload)
+        results
     }
 
     fn take_watch_events(&mut self, token: &str) -> Vec<FiredWatch> {
@@ -247,6 +303,52 @@ mod tests {
         drop(srv);
         assert_eq!(c.read("/x"), Err(XsError::Io));
         assert!(c.is_closed());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_batch_goes_out_in_chunks_and_each_request_gets_its_own_answer() {
+        let (srv, dir) = server("batch");
+        let mut c = XsClient::connect(srv.path()).unwrap();
+        let mut w = XsClient::connect(srv.path()).unwrap();
+        w.watch("/b", "tok").unwrap();
+        // ~40 KiB of requests: several pipelined chunks.
+        let value = vec![b'v'; 200];
+        let mut batch = crate::Batch::new();
+        for i in 0..200 {
+            batch.write(&format!("/b/{i}"), &value);
+        }
+        batch.send(&mut c).unwrap();
+        assert_eq!(c.directory("/b").unwrap().len(), 200);
+        assert_eq!(c.read("/b/199").unwrap(), value);
+
+        // Answers stay in order around a failing request, and the
+        // connection stays in step after it.
+        let mut reqs: Vec<crate::Request> = Vec::new();
+        for path in ["/c/1", "/c//bad", "/c/2"] {
+            let mut p = path.as_bytes().to_vec();
+            p.push(0);
+            p.extend_from_slice(b"x");
+            reqs.push((MsgType::Write, crate::NO_TX, p));
+        }
+        let answers = c.request_many(&reqs);
+        assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+        assert_eq!(answers[1], Err(XsError::Inval));
+        let mut bad = crate::Batch::new();
+        bad.write("/d", b"1").write("/d//bad", b"2");
+        assert_eq!(bad.send(&mut c), Err(XsError::Inval));
+        assert_eq!(c.read("/c/2").unwrap(), b"x");
+        assert_eq!(c.read("/d").unwrap(), b"1");
+
+        // The other client saw every change as usual.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut seen = 0;
+        while seen < 201 && std::time::Instant::now() < deadline {
+            seen += w.take_watch_events("tok").len();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen, 201, "the watch's first event and one per write");
+        drop(srv);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

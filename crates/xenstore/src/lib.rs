@@ -40,7 +40,7 @@ pub use client::XsClient;
 pub use conn::ConnId;
 pub use error::{XsError, XsResult};
 pub use local::Local;
-pub use ops::{in_transaction, FiredWatch, StoreOps, NO_TX};
+pub use ops::{in_transaction, Batch, FiredWatch, Request, StoreOps, NO_TX};
 pub use perms::{Caller, DomId, Perm, Perms, DOM0};
 pub use server::{Introduction, Xenstore};
 pub use store::{Change, Quotas, Store};
