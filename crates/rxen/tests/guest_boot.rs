@@ -59,17 +59,15 @@ impl Guest {
             files,
         })
         .expect("build the initramfs");
-        let cfg = self.dir.path().join(format!("{name}.cfg"));
-        std::fs::write(
-            &cfg,
-            format!(
-                // on_reboot: a reboot ends the run (its exit status is checked).
-                "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 256\nvcpus = 1\nextra = \"console=hvc0 quiet\"\non_reboot = \"destroy\"\n",
-                self.kernel.vmlinuz.display(),
-                initrd.display()
-            ),
-        )
-        .unwrap();
+        // on_reboot: a reboot ends the run (its exit status is checked).
+        let cfg = common::write_config(
+            &self.dir.path().join(format!("{name}.cfg")),
+            name,
+            &self.kernel.vmlinuz,
+            &initrd,
+            256,
+            "on_reboot = \"destroy\"\n",
+        );
         let run = run_with_deadline(
             // A private state directory: another session's run of this
             // test registers the same domain names.

@@ -25,17 +25,14 @@ fn cloud_kernel_boots_to_init_and_powers_off() {
     })
     .expect("build the initramfs");
     let dir = TempDir::new("cloud");
-    let cfg = dir.path().join("cloud.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"rxen-test-cloud\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
-             memory = 256\nvcpus = 1\nextra = \"console=hvc0 quiet\"\n",
-            kernel.vmlinuz.display(),
-            initrd.display()
-        ),
-    )
-    .unwrap();
+    let cfg = common::write_config(
+        &dir.path().join("cloud.cfg"),
+        "rxen-test-cloud",
+        &kernel.vmlinuz,
+        &initrd,
+        256,
+        "",
+    );
     let run = run_with_deadline(
         Command::new(rxen())
             .env("RXEN_STATE_DIR", dir.path().join("state"))

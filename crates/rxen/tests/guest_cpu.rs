@@ -62,17 +62,14 @@ fn host_flags() -> Vec<String> {
 fn boot_to_poweroff(tag: &str, initrd: &std::path::Path) -> String {
     let kernel = guestprep::debian_kernel(Flavour::Amd64).expect("fetch the kernel");
     let dir = TempDir::new(tag);
-    let cfg = dir.path().join(format!("{tag}.cfg"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"rxen-test-{tag}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
-             memory = 256\nextra = \"console=hvc0 quiet\"\n",
-            kernel.vmlinuz.display(),
-            initrd.display()
-        ),
-    )
-    .unwrap();
+    let cfg = common::write_config(
+        &dir.path().join(format!("{tag}.cfg")),
+        &format!("rxen-test-{tag}"),
+        &kernel.vmlinuz,
+        initrd,
+        256,
+        "",
+    );
     let run = run_with_deadline(
         Command::new(rxen())
             .env("RXEN_STATE_DIR", dir.path().join("state"))

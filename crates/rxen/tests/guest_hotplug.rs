@@ -119,17 +119,14 @@ while true; do sleep 1; done
         )],
     })
     .unwrap();
-    let cfg = dir.join("hotplug.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"rxen-test-hotplug\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 128\n\
-             extra = \"console=hvc0 quiet\"\n",
-            kernel.vmlinuz.display(),
-            initrd.display()
-        ),
-    )
-    .unwrap();
+    let cfg = common::write_config(
+        &dir.join("hotplug.cfg"),
+        "rxen-test-hotplug",
+        &kernel.vmlinuz,
+        &initrd,
+        128,
+        "",
+    );
     h.ok(&["create", cfg.to_str().unwrap()]);
     wait_until(
         &h,

@@ -180,18 +180,14 @@ impl Guest {
             files: vec![("lib/xen-netfront.ko".into(), netfront(), 0o644)],
         })
         .expect("build the initramfs");
-        let cfg = dir.join(format!("{name}.cfg"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
-                 memory = {mem}\nvcpus = 1\nextra = \"console=hvc0 quiet\"\n\
-                 vif = [ '{vif}' ]\n",
-                kernel.vmlinuz.display(),
-                initrd.display(),
-            ),
-        )
-        .unwrap();
+        let cfg = common::write_config(
+            &dir.join(format!("{name}.cfg")),
+            name,
+            &kernel.vmlinuz,
+            &initrd,
+            mem,
+            &format!("vif = [ '{vif}' ]\n"),
+        );
         let mut child = ns
             .command(&common::rxen())
             .args(["create", "-F", "-c"])
@@ -600,17 +596,14 @@ fn a_rebooted_domain_gets_its_vif_back() {
     })
     .expect("build the initramfs");
     let name = format!("rxen-net-reboot-{}", std::process::id());
-    let cfg = dir.join("reboot.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "name = \"{name}\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 256\n\
-             extra = \"console=hvc0 quiet\"\nvif = [ 'bridge=br0, vifname=rxtvifr' ]\n",
-            kernel.vmlinuz.display(),
-            initrd.display()
-        ),
-    )
-    .unwrap();
+    let cfg = common::write_config(
+        &dir.join("reboot.cfg"),
+        &name,
+        &kernel.vmlinuz,
+        &initrd,
+        256,
+        "vif = [ 'bridge=br0, vifname=rxtvifr' ]\n",
+    );
     let rxen = |args: &[&str]| {
         let out = ns
             .command(&common::rxen())

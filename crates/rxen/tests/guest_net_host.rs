@@ -105,20 +105,17 @@ impl Lab {
             ],
         })
         .unwrap();
-        let cfg = self.dir.join(format!("{name}.cfg"));
         let vif = vif
             .map(|v| format!("vif = [ '{v}' ]\n"))
             .unwrap_or_default();
-        std::fs::write(
-            &cfg,
-            format!(
-                "name = \"{name}\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 128\n\
-                 extra = \"console=hvc0 quiet\"\n{vif}",
-                kernel.vmlinuz.display(),
-                initrd.display()
-            ),
-        )
-        .unwrap();
+        let cfg = common::write_config(
+            &self.dir.join(format!("{name}.cfg")),
+            name,
+            &kernel.vmlinuz,
+            &initrd,
+            128,
+            &vif,
+        );
         self.ok(&["create", cfg.to_str().unwrap()]);
         self.names.push(name.into());
         self.ok(&["domid", name]).trim().parse().unwrap()

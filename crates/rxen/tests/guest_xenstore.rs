@@ -129,18 +129,14 @@ impl Host {
     }
 
     fn config(&self, name: &str, initramfs: &Path) -> PathBuf {
-        let p = self.dir.path().join(format!("{name}.cfg"));
-        std::fs::write(
-            &p,
-            format!(
-                "name = \"{name}\"\nkernel = \"{}\"\nramdisk = \"{}\"\nmemory = 128\n\
-                 extra = \"console=hvc0 quiet\"\n",
-                self.kernel.display(),
-                initramfs.display()
-            ),
+        common::write_config(
+            &self.dir.path().join(format!("{name}.cfg")),
+            name,
+            &self.kernel,
+            initramfs,
+            128,
+            "",
         )
-        .unwrap();
-        p
     }
 
     /// The socket `rxen info` names.

@@ -92,18 +92,14 @@ impl Host {
     }
 
     fn config(&self, name: &str, extra: &str) -> PathBuf {
-        let p = self.dir.join(format!("{name}.cfg"));
-        std::fs::write(
-            &p,
-            format!(
-                "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
-                 memory = 128\nvcpus = 1\nextra = \"console=hvc0 quiet\"\n{extra}\n",
-                self.kernel.display(),
-                self.initramfs.display()
-            ),
+        common::write_config(
+            &self.dir.join(format!("{name}.cfg")),
+            name,
+            &self.kernel,
+            &self.initramfs,
+            128,
+            &format!("{extra}\n"),
         )
-        .unwrap();
-        p
     }
 
     /// `list` rows: name → (id, state column, time).

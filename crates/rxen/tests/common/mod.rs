@@ -25,6 +25,28 @@ pub fn rxen() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rxen"))
 }
 
+/// Writes the xl config of a test guest to `path` and returns `path`:
+/// `name`, a PV `kernel` and `ramdisk`, `memory_mib`, one vCPU, the console
+/// on hvc0, then `more` (further `KEY = VALUE` lines, each ending in a
+/// newline).
+pub fn write_config(
+    path: &Path,
+    name: &str,
+    kernel: &Path,
+    ramdisk: &Path,
+    memory_mib: u32,
+    more: &str,
+) -> PathBuf {
+    let text = format!(
+        "name = \"{name}\"\ntype = \"pv\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
+         memory = {memory_mib}\nvcpus = 1\nextra = \"console=hvc0 quiet\"\n{more}",
+        kernel.display(),
+        ramdisk.display()
+    );
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path.to_path_buf()
+}
+
 /// A scratch directory, removed on drop.
 pub struct TempDir(PathBuf);
 
