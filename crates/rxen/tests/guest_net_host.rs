@@ -185,7 +185,51 @@ impl Lab {
         wait_until(Duration::from_secs(5), "the TAP to go", || {
             !link_exists(tap)
         });
+        // What the registry calls dead: nothing holds the domain's lock.
+        // Under load the main thread was seen a zombie before every thread
+        // had let the lock go; a holder that never does is named.
+        let lock = self.dir.join("state").join(id.to_string()).join("lock");
+        let t = Instant::now();
+        while !lock_is_free(&lock) {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{} is still locked after the monitor died; open by: {:?}",
+                lock.display(),
+                holders(&lock)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
+}
+
+/// Whether nobody holds an flock(2) on `path` (or it is gone).
+fn lock_is_free(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = std::fs::File::open(path) else {
+        return true;
+    };
+    // SAFETY: flock on a descriptor this function owns; closing it (drop)
+    // releases the probe's own lock.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// The processes with `path` open (pid and command line).
+fn holders(path: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let fds = std::fs::read_dir(p.path().join("fd"));
+        for fd in fds.into_iter().flatten().flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t == path) {
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                found.push(format!(
+                    "{} {}",
+                    p.file_name().to_string_lossy(),
+                    String::from_utf8_lossy(&cmd).replace('\0', " ")
+                ));
+            }
+        }
+    }
+    found
 }
 
 impl Drop for Lab {
