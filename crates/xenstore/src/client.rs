@@ -180,6 +180,11 @@ impl XsClient {
     /// Reads until the reply to `req_id` (replies to earlier requests that
     /// nobody waits for are dropped; watch events are queued).
     fn reply_to(&mut self, req_id: u32) -> io::Result<Message> {
+        // A batch whose earlier answer broke the stream fails at once, not
+        // after a timeout per request.
+        if self.closed {
+            return Err(io::ErrorKind::NotConnected.into());
+        }
         let mut buf = [0u8; 4096];
         loop {
             while let Some(m) = self.next_message()? {
