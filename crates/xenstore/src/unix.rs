@@ -229,26 +229,15 @@ fn accept_loop(
     }
 }
 
-/// A connection's sending side, shared by its reader thread (which sends
-/// the answers to the requests it hands the store at once) and its writer
-/// thread (which sends what other connections' changes queue, such as
-/// watch events). Whoever sends takes the queued output while holding this
-/// lock, so messages leave in the order the store queued them. Answering
-/// from the reader saves a thread wake-up per request: on a host whose
-/// CPUs run vCPUs, every wake-up preempts one.
-type Sender = Mutex<UnixStream>;
-
 fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
     let conn = shared.lock().connect(DOM0);
-    let sender = stream.try_clone().and_then(|w| {
-        let sender = Arc::new(Mutex::new(w));
-        let (shared, s) = (shared.clone(), sender.clone());
+    let writer = stream.try_clone().and_then(|w| {
+        let shared = shared.clone();
         std::thread::Builder::new()
             .name("xenstore-client-out".into())
-            .spawn(move || write_loop(&s, conn, shared))
-            .map(|writer| (sender, writer))
+            .spawn(move || write_loop(w, conn, shared))
     });
-    let (sender, writer) = match sender {
+    let writer = match writer {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot start a writer thread");
@@ -256,7 +245,7 @@ fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
             return;
         }
     };
-    read_loop(&stream, conn, &shared, &sender);
+    read_loop(&stream, conn, &shared);
     shared.lock().disconnect(conn);
     // Closing may have fired watches (a guest connection releases its
     // domain), and this connection's writer must see it is closed.
@@ -271,7 +260,7 @@ fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
         .remove(&conn);
 }
 
-fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore, sender: &Sender) {
+fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore) {
     let mut decoder = Decoder::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -284,73 +273,45 @@ fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore, sender
         decoder.push(&buf[..n]);
         loop {
             match decoder.next_message() {
-                Ok(Some(msg)) => shared.lock().submit(conn, &msg),
+                Ok(Some(msg)) => {
+                    shared.lock().submit(conn, &msg);
+                    shared.notify();
+                }
                 Ok(None) => break,
                 Err(e) => {
-                    // Like xenstored: the stream cannot be resynchronised
-                    // (what came before it is still answered).
+                    // Like xenstored: the stream cannot be resynchronised.
                     tracing::warn!(error = %e, "dropping xenstore socket client");
-                    let _ = send_output(sender, conn, shared);
                     return;
                 }
             }
         }
-        // The answers (to every request this read brought) go out now;
-        // other connections' writers wake for what the requests fired.
-        if send_output(sender, conn, shared).is_err() {
-            return;
-        }
-        shared.notify();
     }
 }
 
-fn write_loop(sender: &Sender, conn: ConnId, shared: Arc<SharedStore>) {
+fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
     let cv = shared.writer(conn);
     loop {
-        {
+        let out = {
             let mut xs = shared.lock();
             loop {
                 if !xs.is_connected(conn) {
                     return;
                 }
                 if xs.has_output(conn) {
-                    break;
+                    break xs.take_output(conn);
                 }
                 xs = cv.wait(xs).unwrap_or_else(|e| e.into_inner());
             }
+        };
+        let mut bytes = Vec::new();
+        for m in &out {
+            m.encode_into(&mut bytes);
         }
-        match send_output(sender, conn, &shared) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(_) => {
-                let stream = sender.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                return;
-            }
+        if stream.write_all(&bytes).is_err() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
         }
     }
-}
-
-/// Sends what the store queued for `conn` (see [`Sender`]); `Ok(false)`
-/// once the connection is closed in the store.
-fn send_output(sender: &Sender, conn: ConnId, shared: &SharedStore) -> io::Result<bool> {
-    let mut stream = sender.lock().unwrap_or_else(|e| e.into_inner());
-    let out = {
-        let mut xs = shared.lock();
-        if !xs.is_connected(conn) {
-            return Ok(false);
-        }
-        xs.take_output(conn)
-    };
-    if out.is_empty() {
-        return Ok(true);
-    }
-    let mut bytes = Vec::new();
-    for m in &out {
-        m.encode_into(&mut bytes);
-    }
-    stream.write_all(&bytes)?;
-    Ok(true)
 }
 
 #[cfg(test)]
