@@ -48,7 +48,15 @@ pub enum TimerDue {
 /// fire late and the guest keeps time by its clock, not by its ticks; a
 /// blocked vCPU (not `running`) still wakes at its deadline.
 pub fn timer_due(deadline: u64, now: u64, running: bool, put_off: bool) -> TimerDue {
-    if deadline == 0 || now < deadline {
+    if deadline == 0 {
+        return TimerDue::NotYet;
+    }
+    // A put-off timer's own deadline has passed: a vCPU that blocks (the
+    // guest went idle) gets it now, not after the extra delay.
+    if !running && put_off {
+        return TimerDue::Fire;
+    }
+    if now < deadline {
         return TimerDue::NotYet;
     }
     let late = Duration::from_nanos(now - deadline);
@@ -141,8 +149,12 @@ mod tests {
         );
         // The moved deadline fires however late it is taken.
         assert_eq!(timer_due(44 * MS, 90 * MS, true, true), TimerDue::Fire);
-        // A blocked vCPU wakes at its deadline, late or not.
+        // A blocked vCPU wakes at its deadline, late or not, and at once
+        // if the deadline was put off (it had passed).
         assert_eq!(timer_due(10 * MS, 40 * MS, false, false), TimerDue::Fire);
+        assert_eq!(timer_due(10 * MS, 9 * MS, false, false), TimerDue::NotYet);
+        assert_eq!(timer_due(44 * MS, 41 * MS, false, true), TimerDue::Fire);
+        assert_eq!(timer_due(44 * MS, 41 * MS, true, true), TimerDue::NotYet);
     }
 
     /// Waits up to `limit` for the kick signal, which the caller blocked.
