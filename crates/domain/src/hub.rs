@@ -523,9 +523,9 @@ impl HubState {
         }
     }
 
-    fn service_xenstore(&self) -> Option<u32> {
+    fn service_xenstore(&self, dom: &DomainShared) -> Option<u32> {
         let relay = self.relay.lock().unwrap().clone()?;
-        relay.guest_notified().then_some(relay.port())
+        relay.guest_notified(&dom.stopping).then_some(relay.port())
     }
 
     fn ports(&self) -> (Option<u32>, Option<u32>) {
@@ -560,7 +560,7 @@ impl DeviceHub for Hub {
         let raise = if Some(port) == console {
             self.0.service_console()
         } else if Some(port) == xenstore {
-            let r = self.0.service_xenstore();
+            let r = self.0.service_xenstore(dom);
             self.0.bury_net();
             r
         } else if let Some(vif) = self.0.net_owner(port) {

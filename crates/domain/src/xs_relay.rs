@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,7 +36,8 @@ use xenstore::ring::{RawPage, Ring, ERROR_PROTO};
 use xenstore::Decoder;
 
 /// Replies held back for a guest that does not consume them; past this the
-/// relay stops reading the daemon (which then queues them itself).
+/// relay stops reading the daemon, which then stops reading the guest's
+/// requests once a few replies are queued (`xenstore::unix`).
 const OUT_HIGH_WATER: usize = 64 * 1024;
 
 struct Inner {
@@ -99,7 +101,9 @@ impl XsRelay {
 
     /// The guest notified: sends its requests to the daemon and fills the
     /// ring with waiting replies. Returns whether to notify it back.
-    pub fn guest_notified(&self) -> bool {
+    /// `stopping`: the domain is stopping (a daemon that stopped reading,
+    /// because this guest does not take its replies, is then given up on).
+    pub fn guest_notified(&self, stopping: &AtomicBool) -> bool {
         let mut g = self.inner.lock().unwrap();
         if g.ended {
             return false;
@@ -125,7 +129,7 @@ impl XsRelay {
                     }
                 }
             }
-            if let Err(e) = write_all(&mut g.daemon, &bytes) {
+            if let Err(e) = write_all(&mut g.daemon, &bytes, stopping) {
                 tracing::error!("xenstored connection lost: {e}");
                 g.ended = true;
                 return true;
@@ -248,13 +252,19 @@ fn wait_readable(s: &UnixStream, limit: Duration) -> bool {
     unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
-/// `write_all` on a non-blocking socket.
-fn write_all(s: &mut UnixStream, mut data: &[u8]) -> std::io::Result<()> {
+/// `write_all` on a non-blocking socket; fails once `stopping` is set
+/// while the socket stays full (the daemon stops reading a connection
+/// whose replies are not taken: a guest that ignores its ring waits here,
+/// in its own hypercall, until its domain stops).
+fn write_all(s: &mut UnixStream, mut data: &[u8], stopping: &AtomicBool) -> std::io::Result<()> {
     while !data.is_empty() {
         match s.write(data) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(std::io::Error::other("the domain is stopping"));
+                }
                 let mut pfd = libc::pollfd {
                     fd: s.as_raw_fd(),
                     events: libc::POLLOUT,

@@ -286,6 +286,11 @@ impl Xenstore {
         out
     }
 
+    /// Replies queued for `conn` and not yet taken.
+    pub fn queued_replies(&self, conn: ConnId) -> usize {
+        self.conns.get(&conn).map_or(0, |c| c.replies.len())
+    }
+
     /// Whether [`Xenstore::take_output`] would return anything.
     pub fn has_output(&self, conn: ConnId) -> bool {
         self.conns

@@ -37,7 +37,17 @@ pub struct SharedStore {
     xs: Mutex<Xenstore>,
     /// The writers' wake-ups, by connection.
     writers: Mutex<HashMap<ConnId, Arc<Condvar>>>,
+    /// Readers waiting for their connection's queued replies to be sent
+    /// (see [`MAX_QUEUED_REPLIES`]).
+    drained: Condvar,
 }
+
+/// Replies a connection may have queued before the daemon stops reading
+/// its requests until they are sent: a client (a guest, through its
+/// monitor's relay) that sends requests but does not read the replies
+/// would otherwise grow the host's daemon without bound (a 30-byte READ
+/// can answer 4 KiB).
+pub const MAX_QUEUED_REPLIES: usize = 64;
 
 impl SharedStore {
     /// Shares `xs`.
@@ -45,6 +55,7 @@ impl SharedStore {
         Arc::new(SharedStore {
             xs: Mutex::new(xs),
             writers: Mutex::new(HashMap::new()),
+            drained: Condvar::new(),
         })
     }
 
@@ -231,11 +242,12 @@ fn accept_loop(
 
 fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
     let conn = shared.lock().connect(DOM0);
+    let writer_gone = Arc::new(AtomicBool::new(false));
     let writer = stream.try_clone().and_then(|w| {
-        let shared = shared.clone();
+        let (shared, gone) = (shared.clone(), writer_gone.clone());
         std::thread::Builder::new()
             .name("xenstore-client-out".into())
-            .spawn(move || write_loop(w, conn, shared))
+            .spawn(move || write_loop(w, conn, shared, gone))
     });
     let writer = match writer {
         Ok(w) => w,
@@ -245,7 +257,7 @@ fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
             return;
         }
     };
-    read_loop(&stream, conn, &shared);
+    read_loop(&stream, conn, &shared, &writer_gone);
     shared.lock().disconnect(conn);
     // Closing may have fired watches (a guest connection releases its
     // domain), and this connection's writer must see it is closed.
@@ -260,10 +272,26 @@ fn serve_client(stream: UnixStream, shared: Arc<SharedStore>) {
         .remove(&conn);
 }
 
-fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore) {
+fn read_loop(
+    mut stream: &UnixStream,
+    conn: ConnId,
+    shared: &SharedStore,
+    writer_gone: &AtomicBool,
+) {
     let mut decoder = Decoder::new();
     let mut buf = [0u8; 4096];
     loop {
+        {
+            let mut xs = shared.lock();
+            while xs.queued_replies(conn) >= MAX_QUEUED_REPLIES
+                && !writer_gone.load(Ordering::SeqCst)
+            {
+                xs = shared.drained.wait(xs).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if writer_gone.load(Ordering::SeqCst) {
+            return;
+        }
         let n = match stream.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => n,
@@ -288,7 +316,20 @@ fn read_loop(mut stream: &UnixStream, conn: ConnId, shared: &SharedStore) {
     }
 }
 
-fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
+fn write_loop(
+    mut stream: UnixStream,
+    conn: ConnId,
+    shared: Arc<SharedStore>,
+    gone: Arc<AtomicBool>,
+) {
+    send_loop(&mut stream, conn, &shared);
+    // The reader may be waiting for this writer to drain its replies.
+    let _g = shared.lock();
+    gone.store(true, Ordering::SeqCst);
+    shared.drained.notify_all();
+}
+
+fn send_loop(stream: &mut UnixStream, conn: ConnId, shared: &SharedStore) {
     let cv = shared.writer(conn);
     loop {
         let out = {
@@ -298,7 +339,9 @@ fn write_loop(mut stream: UnixStream, conn: ConnId, shared: Arc<SharedStore>) {
                     return;
                 }
                 if xs.has_output(conn) {
-                    break xs.take_output(conn);
+                    let out = xs.take_output(conn);
+                    shared.drained.notify_all();
+                    break out;
                 }
                 xs = cv.wait(xs).unwrap_or_else(|e| e.into_inner());
             }
@@ -321,6 +364,66 @@ mod tests {
     /// A server whose socket path was deleted and bound anew by another
     /// server stops at once when dropped, and leaves the other's socket
     /// alone (the daemon that hung here outlived its state directory).
+    /// A client that sends requests and never reads the replies (a guest
+    /// ignoring its ring, through its relay) is stopped from sending more
+    /// after a bounded number, and the daemon serves others meanwhile and
+    /// still stops cleanly.
+    #[test]
+    fn a_client_that_never_reads_its_replies_is_held_back() {
+        use crate::wire::{Message, MsgType};
+        use crate::StoreOps;
+        let dir = std::env::temp_dir().join(format!("xs-unix-noread-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("socket");
+        let srv = serve(&path).expect("serve");
+        let mut other = crate::XsClient::connect(&path).unwrap();
+        other.write("/big", &[b'x'; 4000]).unwrap();
+
+        let mut hog = UnixStream::connect(&path).unwrap();
+        hog.set_nonblocking(true).unwrap();
+        let read = Message::new(MsgType::Read, 1, 0, &b"/big\0"[..]).encode();
+        let mut sent = 0usize;
+        let mut pending: &[u8] = &read;
+        // Held back: the socket stays full for half a second (a daemon
+        // that keeps reading empties it within milliseconds).
+        let mut full_since: Option<std::time::Instant> = None;
+        let held_back = loop {
+            match hog.write(pending) {
+                Ok(n) => {
+                    full_since = None;
+                    pending = &pending[n..];
+                    if pending.is_empty() {
+                        sent += 1;
+                        pending = &read;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let t = *full_since.get_or_insert_with(std::time::Instant::now);
+                    if t.elapsed() > std::time::Duration::from_millis(500) {
+                        break true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+            // Unbounded, the daemon would take these (400 MiB of replies).
+            if sent == 100_000 {
+                break false;
+            }
+        };
+        assert!(
+            held_back,
+            "the daemon read {sent} requests whose replies nobody took"
+        );
+        // Another client is served meanwhile.
+        assert_eq!(other.read("/big").unwrap().len(), 4000);
+        drop(hog);
+        other.write("/after", b"1").unwrap();
+        assert_eq!(other.read("/after").unwrap(), b"1");
+        drop(srv);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_server_whose_path_was_taken_over_stops_and_leaves_the_new_socket() {
         let dir = std::env::temp_dir().join(format!("xs-unix-takeover-{}", std::process::id()));
