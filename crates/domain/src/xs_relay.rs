@@ -151,7 +151,9 @@ impl XsRelay {
     /// ring. Err: the connection ended.
     fn read_available(&self, g: &mut Inner) -> Result<(), ()> {
         let mut buf = [0u8; 4096];
-        loop {
+        // Not past the high-water mark: a guest that does not take its
+        // replies must not grow this process either.
+        while g.out.len() < OUT_HIGH_WATER {
             match g.daemon.read(&mut buf) {
                 Ok(0) => {
                     if !g.ended {

@@ -43,7 +43,9 @@ const CFLAGS: &[&str] = &[
 /// Its command line chooses what it does: `mode=script` runs the fixed list
 /// of bad calls and prints `HOSTILE-RET name value` for each; `mode=crash`,
 /// `mode=reboot` and `mode=poweroff` shut down at once as crashed, rebooting
-/// or powered off (a domain that fails at boot); otherwise `seed=N count=N` fuzz. It prints `HOSTILE-DONE` and powers off at the end;
+/// or powered off (a domain that fails at boot); `mode=alias` rewrites its
+/// page tables through rxen's RAM alias; `mode=xsflood` sends xenstore
+/// requests and never takes a reply; otherwise `seed=N count=N` fuzz. It prints `HOSTILE-DONE` and powers off at the end;
 /// an exception that reaches it prints `HOSTILE-TRAP vector` and it shuts down
 /// as crashed.
 pub fn hostile_kernel() -> Result<PathBuf, PrepError> {

@@ -240,3 +240,85 @@ fn a_kernel_writing_its_page_tables_through_the_alias_cannot_hurt_rxen() {
     eprintln!("8 alias runs: {crashed} ended as crashed");
     assert!(bad.is_empty(), "{}", bad.join("\n\n"));
 }
+
+/// A guest that fills its xenstore ring with requests and never takes a
+/// reply: the host's shared xenstored holds its connection back instead of
+/// queuing replies without bound (each READ answers 4 000 bytes), other
+/// domains still get the store, and the flooder is destroyed promptly.
+#[test]
+fn a_guest_that_never_takes_its_xenstore_replies_is_held_back() {
+    let kernel = hostile_kernel();
+    let dir = TempDir::new("hostile-xsflood");
+    let state = dir.path().join("state");
+    let rxen_cmd = |args: &[&str]| {
+        run_with_deadline(
+            Command::new(rxen())
+                .env("RXEN_STATE_DIR", &state)
+                .args(args),
+            DEADLINE,
+        )
+    };
+    let write_cfg = |name: &str, extra: &str| {
+        let cfg = dir.path().join(format!("{name}.cfg"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"{name}\"\nkernel = \"{}\"\nmemory = 32\nextra = \"{extra}\"\n",
+                kernel.display()
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let flood = write_cfg("hostile-xsflood", "mode=xsflood");
+    let run = rxen_cmd(&["create", flood.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(0), "{}", run.text());
+    // The first domain of its state directory: id 1.
+    let log = state.join("1").join("console.log");
+    let sent = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("HOSTILE-XSFLOOD "))
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let t = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("HOSTILE-XSFLOOD-START")
+    {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the flooder never started: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Held back: the count stops growing, far below what unbounded
+    // queuing takes in the same time.
+    std::thread::sleep(Duration::from_secs(6));
+    let first = sent();
+    std::thread::sleep(Duration::from_secs(3));
+    let second = sent();
+    assert!(
+        second == first && second < 50_000,
+        "the daemon kept taking requests whose replies nobody took: {first} then {second}"
+    );
+    // Another domain still gets its store (its tree is written at create).
+    let other = write_cfg("hostile-xs-other", "mode=poweroff");
+    let run = rxen_cmd(&["create", "-F", other.to_str().unwrap()]);
+    assert_eq!(run.code(), Some(0), "{}", run.text());
+    // The flooder goes on destroy, without the SIGKILL fallback's wait.
+    let t = Instant::now();
+    let run = rxen_cmd(&["destroy", "hostile-xsflood"]);
+    assert_eq!(run.code(), Some(0), "{}", run.text());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "destroy took {:?}",
+        t.elapsed()
+    );
+    let run = rxen_cmd(&["list"]);
+    assert!(!run.stdout().contains("hostile-xsflood"), "{}", run.text());
+}

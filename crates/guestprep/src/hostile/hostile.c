@@ -12,6 +12,9 @@
  *   mode=alias seed=N  rewrite its own page tables through rxen's kernel
  *                      stub's RAM alias (rxen's L4 slots, rxen's frames
  *                      mapped writable) while making hypercalls
+ *   mode=xsflood      fills its xenstore ring with READs of a 4000-byte
+ *                     node of its own and never takes a reply (prints
+ *                     "HOSTILE-XSFLOOD n" every 1000 requests sent)
  *   mode=crash|reboot|poweroff  shut down at once as crashed / rebooting /
  *                     powered off (a domain that fails at boot, for the
  *                     toolstack's restart rules)
@@ -41,6 +44,7 @@
 #include <xen/version.h>
 #include <xen/callback.h>
 #include <xen/physdev.h>
+#include <xen/io/xs_wire.h>
 
 typedef uint64_t u64;
 typedef uint32_t u32;
@@ -835,6 +839,62 @@ static const char *opt(const char *cmdline, const char *key) {
     return 0;
 }
 
+/* ---- mode=xsflood: xenstore requests whose replies it never takes ------ */
+
+static u32 store_port;
+
+static void kick_store(void) {
+    static evtchn_send_t send;
+    send.port = store_port;
+    hcall(__HYPERVISOR_event_channel_op, EVTCHNOP_send, (u64)&send, 0, 0, 0);
+}
+
+/* Appends bytes to the request ring, waiting (kick, yield) while it is full. */
+static void xs_put(struct xenstore_domain_interface *x, const void *p, u32 n) {
+    const u8 *b = p;
+    for (u32 i = 0; i < n; i++) {
+        while (x->req_prod - x->req_cons >= XENSTORE_RING_SIZE) {
+            kick_store();
+            hcall(__HYPERVISOR_sched_op, SCHEDOP_yield, 0, 0, 0, 0);
+        }
+        x->req[MASK_XENSTORE_IDX(x->req_prod)] = b[i];
+        asm volatile("" ::: "memory");
+        x->req_prod++;
+    }
+}
+
+static void xs_request(struct xenstore_domain_interface *x, u32 type, u32 id,
+                       const char *path, const u8 *value, u32 value_len) {
+    u32 plen = slen(path) + 1;
+    struct xsd_sockmsg h = {.type = type, .req_id = id, .tx_id = 0,
+                            .len = plen + value_len};
+    xs_put(x, &h, sizeof h);
+    xs_put(x, path, plen);
+    if (value_len) xs_put(x, value, value_len);
+}
+
+static void xsflood(void) {
+    struct xenstore_domain_interface *x = (void *)va_of(store_mfn);
+    static u8 big[4000];
+    for (u32 i = 0; i < sizeof big; i++) big[i] = 'x';
+    /* Its own 4000-byte node, answered properly: "OK". */
+    xs_request(x, XS_WRITE, 1, "data/big", big, sizeof big);
+    kick_store();
+    while (x->rsp_prod - x->rsp_cons < sizeof(struct xsd_sockmsg) + 3)
+        hcall(__HYPERVISOR_sched_op, SCHEDOP_yield, 0, 0, 0, 0);
+    x->rsp_cons = x->rsp_prod;
+    say("HOSTILE-XSFLOOD-START");
+    for (u64 n = 1;; n++) {
+        xs_request(x, XS_READ, (u32)n + 1, "data/big", 0, 0);
+        if (n % 32 == 0) kick_store();
+        if (n % 1000 == 0) {
+            add("HOSTILE-XSFLOOD ");
+            add_dec(n);
+            flush_line();
+        }
+    }
+}
+
 void kmain(start_info_t *si) {
     static char cmdline[MAX_GUEST_CMDLINE];
     for (int i = 0; i < MAX_GUEST_CMDLINE - 1; i++) cmdline[i] = si->cmd_line[i];
@@ -844,6 +904,7 @@ void kmain(start_info_t *si) {
     nr_pt = si->nr_pt_frames;
     store_mfn = si->store_mfn;
     console_mfn = si->console.domU.mfn;
+    store_port = si->store_evtchn;
     scratch_mfn = mfn_of((u64)scratch);
     /* Past the boot page tables and stack, with room to spare. */
     free_lo = pt_mfn + nr_pt + 64;
@@ -882,6 +943,10 @@ void kmain(start_info_t *si) {
         rng ^= (s ? parse_num(s) : 1) * 0x9E3779B97F4A7C15UL;
         if (!rng) rng = 1;
         alias_smash(2000);
+        return;
+    }
+    if (mode && mode[0] == 'x') {
+        xsflood();
         return;
     }
     if (mode && mode[0] == 's') {
