@@ -322,11 +322,18 @@ fn write_loop(
     shared: Arc<SharedStore>,
     gone: Arc<AtomicBool>,
 ) {
+    /// Tells the reader, which may be waiting for this writer to drain its
+    /// replies, that the writer is gone (also if it panicked).
+    struct Gone<'a>(&'a SharedStore, &'a AtomicBool);
+    impl Drop for Gone<'_> {
+        fn drop(&mut self) {
+            let _g = self.0.lock();
+            self.1.store(true, Ordering::SeqCst);
+            self.0.drained.notify_all();
+        }
+    }
+    let _gone = Gone(&shared, &gone);
     send_loop(&mut stream, conn, &shared);
-    // The reader may be waiting for this writer to drain its replies.
-    let _g = shared.lock();
-    gone.store(true, Ordering::SeqCst);
-    shared.drained.notify_all();
 }
 
 fn send_loop(stream: &mut UnixStream, conn: ConnId, shared: &SharedStore) {
@@ -361,9 +368,6 @@ fn send_loop(stream: &mut UnixStream, conn: ConnId, shared: &SharedStore) {
 mod tests {
     use super::*;
 
-    /// A server whose socket path was deleted and bound anew by another
-    /// server stops at once when dropped, and leaves the other's socket
-    /// alone (the daemon that hung here outlived its state directory).
     /// A client that sends requests and never reads the replies (a guest
     /// ignoring its ring, through its relay) is stopped from sending more
     /// after a bounded number, and the daemon serves others meanwhile and
@@ -424,6 +428,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A server whose socket path was deleted and bound anew by another
+    /// server stops at once when dropped, and leaves the other's socket
+    /// alone (the daemon that hung here outlived its state directory).
     #[test]
     fn a_server_whose_path_was_taken_over_stops_and_leaves_the_new_socket() {
         let dir = std::env::temp_dir().join(format!("xs-unix-takeover-{}", std::process::id()));
