@@ -198,20 +198,11 @@ impl Guest {
             .spawn()
             .expect("start rxen");
         let out = Arc::new(Mutex::new(Vec::new()));
-        for mut pipe in [
+        for pipe in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
-            let o = out.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    o.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
+            common::collect_into(pipe, out.clone());
         }
         Guest {
             stdin: child.stdin.take(),

@@ -32,17 +32,7 @@ impl Host {
             .spawn()
             .expect("start rxen create -F");
         let out = Arc::new(Mutex::new(Vec::new()));
-        let mut stdout = fg.stdout.take().unwrap();
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        common::collect_into(fg.stdout.take().unwrap(), out.clone());
         (fg, out)
     }
 
@@ -191,18 +181,8 @@ impl Viewer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rxen console");
-        let mut stdout = child.stdout.take().unwrap();
         let out = Arc::new(Mutex::new(Vec::new()));
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                o.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
+        common::collect_into(child.stdout.take().unwrap(), out.clone());
         Viewer { child, out }
     }
 

@@ -143,6 +143,23 @@ pub fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Run {
     }
 }
 
+/// Appends everything `pipe` yields to `into` on a thread of its own,
+/// until end of file or an error.
+pub fn collect_into(
+    mut pipe: impl Read + Send + 'static,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
 /// Runs `cmd` with its stdin a pipe: each `(wait_for, send)` pair waits until
 /// stdout contains `wait_for` (after what the earlier pairs saw), then writes
 /// `send`. Kills the process after `limit`.
@@ -155,19 +172,10 @@ pub fn run_interactive(cmd: &mut Command, script: &[(&str, &str)], limit: Durati
         .spawn()
         .expect("start rxen");
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let s = seen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            s.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
+    let reader = collect_into(stdout, seen.clone());
     let err_reader = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = stderr.read_to_end(&mut v);
